@@ -1,0 +1,344 @@
+import { join } from "node:path";
+import type { Logger } from "../observability/logger.ts";
+import { openSqlite, type SqliteConnection, type SqlStatement } from "../storage/sqlite.ts";
+import type { Bus, BusSubscription, DeadLetter, Delivery, EventEnvelope, SubscribeOptions } from "./types.ts";
+
+/** Settings of the embedded bus (from the `bus` config section). */
+export interface EmbeddedBusOptions {
+  dataDir: string;
+  synchronous: "NORMAL" | "FULL";
+  maxDeliver: number;
+  backoffMs: readonly number[];
+  batchSize: number;
+  logger: Logger;
+}
+
+interface EventRow {
+  seq: number;
+  event_id: string;
+  type: string;
+  source: string;
+  aggregate_id: string;
+  payload: Uint8Array;
+  headers: string;
+  occurred_at: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS bus_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  source TEXT NOT NULL,
+  aggregate_id TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  headers TEXT NOT NULL,
+  occurred_at INTEGER NOT NULL,
+  appended_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bus_cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bus_dead_letters (
+  consumer TEXT NOT NULL, seq INTEGER NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, dead_at INTEGER NOT NULL,
+  PRIMARY KEY (consumer, seq)
+);
+CREATE TABLE IF NOT EXISTS bus_redrives (consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq));
+`;
+
+function toDelivery(row: EventRow, attempt: number): Delivery {
+  return {
+    seq: row.seq,
+    attempt,
+    envelope: {
+      id: row.event_id,
+      type: row.type,
+      source: row.source,
+      aggregateId: row.aggregate_id,
+      payload: row.payload,
+      headers: JSON.parse(row.headers) as Record<string, string>,
+      occurredAt: row.occurred_at,
+    },
+  };
+}
+
+/**
+ * The single-process bus: an append-only event log in `<dataDir>/bus.db` with one durable cursor
+ * per consumer. Durable (a restart resumes at each cursor), ordered (one log, consumed in
+ * order), and retained for replay. Failed deliveries are retried with backoff, then
+ * dead-lettered; dead letters can be re-driven.
+ *
+ * @example const bus = await openEmbeddedBus({ dataDir: "./data", ... });
+ */
+export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<EmbeddedBus> {
+  const conn = await openSqlite(join(opts.dataDir, "bus.db"), { synchronous: opts.synchronous });
+  conn.exec(SCHEMA);
+  return new EmbeddedBus(conn, opts);
+}
+
+export class EmbeddedBus implements Bus {
+  readonly kind = "embedded";
+  readonly #subs = new Set<EmbeddedSubscription>();
+  readonly #insert: SqlStatement;
+  #closed = false;
+
+  constructor(
+    readonly conn: SqliteConnection,
+    readonly opts: EmbeddedBusOptions,
+  ) {
+    this.#insert = conn.prepare(
+      "INSERT OR IGNORE INTO bus_events (event_id, type, source, aggregate_id, payload, headers, occurred_at, appended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+  }
+
+  async publish(events: readonly EventEnvelope[]): Promise<void> {
+    if (this.#closed) throw new Error("bus is closed");
+    if (events.length === 0) return;
+    const now = Date.now();
+    this.conn.exec("BEGIN IMMEDIATE");
+    try {
+      for (const e of events) {
+        this.#insert.run(e.id, e.type, e.source, e.aggregateId, e.payload, JSON.stringify(e.headers), e.occurredAt, now);
+      }
+      this.conn.exec("COMMIT");
+    } catch (err) {
+      this.conn.exec("ROLLBACK");
+      throw err;
+    }
+    const types = new Set(events.map((e) => e.type));
+    for (const s of this.#subs) if (s.wants(types)) s.wake();
+  }
+
+  subscribe(opts: SubscribeOptions): BusSubscription {
+    if ([...this.#subs].some((s) => s.consumer === opts.consumer)) throw new Error(`consumer ${opts.consumer} is subscribed twice`);
+    const sub = new EmbeddedSubscription(this, opts);
+    this.#subs.add(sub);
+    sub.start();
+    return {
+      stop: async () => {
+        this.#subs.delete(sub);
+        await sub.stop();
+      },
+    };
+  }
+
+  async deadLetters(consumer?: string): Promise<DeadLetter[]> {
+    const rows = this.conn
+      .prepare(
+        `SELECT d.consumer, d.error, d.attempts, d.dead_at, e.* FROM bus_dead_letters d JOIN bus_events e ON e.seq = d.seq
+         WHERE (? IS NULL OR d.consumer = ?) ORDER BY d.dead_at, d.seq`,
+      )
+      .all<EventRow & { consumer: string; error: string; attempts: number; dead_at: number }>(consumer ?? null, consumer ?? null);
+    return rows.map((r) => ({ consumer: r.consumer, seq: r.seq, envelope: toDelivery(r, 0).envelope, error: r.error, attempts: r.attempts, deadAt: r.dead_at }));
+  }
+
+  async redrive(consumer: string, seq?: number): Promise<number> {
+    this.conn.exec("BEGIN IMMEDIATE");
+    let n = 0;
+    try {
+      this.conn.prepare("INSERT OR IGNORE INTO bus_redrives (consumer, seq) SELECT consumer, seq FROM bus_dead_letters WHERE consumer = ? AND (? IS NULL OR seq = ?)").run(consumer, seq ?? null, seq ?? null);
+      n = this.conn.prepare("DELETE FROM bus_dead_letters WHERE consumer = ? AND (? IS NULL OR seq = ?)").run(consumer, seq ?? null, seq ?? null).changes;
+      this.conn.exec("COMMIT");
+    } catch (err) {
+      this.conn.exec("ROLLBACK");
+      throw err;
+    }
+    for (const s of this.#subs) if (s.consumer === consumer) s.wake();
+    return n;
+  }
+
+  async consumerLag(): Promise<Map<string, number>> {
+    const lag = new Map<string, number>();
+    for (const s of this.#subs) lag.set(s.consumer, s.lag());
+    return lag;
+  }
+
+  /** Highest seq in the log (0 when empty). */
+  headSeq(): number {
+    return this.conn.prepare("SELECT COALESCE(MAX(seq), 0) AS s FROM bus_events").get<{ s: number }>()?.s ?? 0;
+  }
+
+  /**
+   * Deletes events older than `before` (ms) that every known consumer has already passed, and
+   * dead letters whose events are gone. Events are kept for replay until then.
+   */
+  async prune(before: number): Promise<number> {
+    const min = this.conn.prepare("SELECT MIN(seq) AS s FROM bus_cursors").get<{ s: number | null }>()?.s ?? 0;
+    return this.conn.prepare("DELETE FROM bus_events WHERE appended_at < ? AND seq <= ? AND seq NOT IN (SELECT seq FROM bus_dead_letters)").run(before, min).changes;
+  }
+
+  async ping(): Promise<void> {
+    this.conn.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#subs].map((s) => s.stop()));
+    this.#subs.clear();
+    this.conn.close();
+  }
+}
+
+/** One consumer's delivery loop over the log. */
+class EmbeddedSubscription {
+  readonly consumer: string;
+  readonly #types: Set<string>;
+  readonly #read: SqlStatement;
+  readonly #count: SqlStatement;
+  readonly #saveCursor: SqlStatement;
+  #cursor: number;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wakeup: (() => void) | undefined;
+  #abortSleep: (() => void) | undefined;
+  #woken = false;
+
+  constructor(
+    private readonly bus: EmbeddedBus,
+    private readonly opts: SubscribeOptions,
+  ) {
+    this.consumer = opts.consumer;
+    this.#types = new Set(opts.types);
+    const placeholders = opts.types.map(() => "?").join(", ") || "NULL";
+    const c = bus.conn;
+    this.#read = c.prepare(`SELECT * FROM bus_events WHERE seq > ? AND type IN (${placeholders}) ORDER BY seq LIMIT ?`);
+    this.#count = c.prepare(`SELECT COUNT(*) AS n FROM bus_events WHERE seq > ? AND type IN (${placeholders})`);
+    this.#saveCursor = c.prepare("INSERT INTO bus_cursors (consumer, seq) VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq");
+    const saved = c.prepare("SELECT seq FROM bus_cursors WHERE consumer = ?").get<{ seq: number }>(opts.consumer);
+    this.#cursor = saved?.seq ?? 0;
+    if (!saved) this.#saveCursor.run(this.consumer, 0);
+  }
+
+  wants(types: Set<string>): boolean {
+    for (const t of types) if (this.#types.has(t)) return true;
+    return false;
+  }
+
+  lag(): number {
+    return this.#count.get<{ n: number }>(this.#cursor, ...this.opts.types)?.n ?? 0;
+  }
+
+  wake(): void {
+    this.#woken = true;
+    const w = this.#wakeup;
+    this.#wakeup = undefined;
+    w?.();
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#loop = this.#run().catch((err) => {
+      this.bus.opts.logger.error("bus subscription crashed", { consumer: this.consumer, err });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.wake();
+    this.#abortSleep?.();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { batchSize } = this.bus.opts;
+    while (this.#running) {
+      this.#woken = false;
+      const redriven = this.#redriven();
+      if (redriven.length > 0) {
+        await this.#deliverRedriven(redriven);
+        continue;
+      }
+      const rows = this.#read.all<EventRow>(this.#cursor, ...this.opts.types, batchSize);
+      if (rows.length === 0) {
+        if (!this.#woken) await new Promise<void>((r) => (this.#wakeup = r));
+        continue;
+      }
+      await this.#deliver(rows);
+    }
+  }
+
+  /** Delivers rows in order; retries the first failure with backoff, dead-letters it after maxDeliver. */
+  async #deliver(rows: EventRow[]): Promise<void> {
+    let attempt = 1;
+    let pending = rows;
+    while (pending.length > 0 && this.#running) {
+      const results = await this.opts.handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
+      let okCount = 0;
+      while (okCount < pending.length && results[okCount]?.ok) okCount++;
+      if (okCount > 0) {
+        this.#advance(pending[okCount - 1]!.seq);
+        pending = pending.slice(okCount);
+        attempt = 1;
+      }
+      if (pending.length === 0) return;
+      const failed = pending[0]!;
+      const result = results[okCount];
+      const error = result && !result.ok ? result.error : new Error("no result for delivery");
+      if (attempt >= this.bus.opts.maxDeliver) {
+        this.#deadLetter(failed, error, attempt);
+        pending = pending.slice(1);
+        attempt = 1;
+        continue;
+      }
+      this.bus.opts.logger.warn("event delivery failed; will retry", { consumer: this.consumer, seq: failed.seq, type: failed.type, attempt, err: error });
+      await this.#sleep(this.bus.opts.backoffMs[Math.min(attempt - 1, this.bus.opts.backoffMs.length - 1)] ?? 1000);
+      attempt++;
+    }
+  }
+
+  #redriven(): EventRow[] {
+    return this.bus.conn
+      .prepare("SELECT e.* FROM bus_redrives r JOIN bus_events e ON e.seq = r.seq WHERE r.consumer = ? ORDER BY r.seq LIMIT 1")
+      .all<EventRow>(this.consumer);
+  }
+
+  async #deliverRedriven(rows: EventRow[]): Promise<void> {
+    const row = rows[0]!;
+    let attempt = 1;
+    while (this.#running) {
+      const [result] = await this.opts.handle([toDelivery(row, attempt)]);
+      if (result?.ok || attempt >= this.bus.opts.maxDeliver) {
+        this.bus.conn.exec("BEGIN IMMEDIATE");
+        this.bus.conn.prepare("DELETE FROM bus_redrives WHERE consumer = ? AND seq = ?").run(this.consumer, row.seq);
+        this.bus.conn.exec("COMMIT");
+        if (!result?.ok) this.#deadLetter(row, result && !result.ok ? result.error : new Error("no result"), attempt);
+        return;
+      }
+      await this.#sleep(this.bus.opts.backoffMs[Math.min(attempt - 1, this.bus.opts.backoffMs.length - 1)] ?? 1000);
+      attempt++;
+    }
+  }
+
+  #advance(seq: number): void {
+    this.#cursor = seq;
+    this.#saveCursor.run(this.consumer, seq);
+  }
+
+  #deadLetter(row: EventRow, error: Error, attempts: number): void {
+    this.bus.opts.logger.error("event dead-lettered", { consumer: this.consumer, seq: row.seq, type: row.type, eventId: row.event_id, attempts, err: error });
+    this.bus.conn.exec("BEGIN IMMEDIATE");
+    try {
+      this.bus.conn
+        .prepare("INSERT OR REPLACE INTO bus_dead_letters (consumer, seq, error, attempts, dead_at) VALUES (?, ?, ?, ?, ?)")
+        .run(this.consumer, row.seq, error.message, attempts, Date.now());
+      if (row.seq > this.#cursor) this.#saveCursor.run(this.consumer, row.seq);
+      this.bus.conn.exec("COMMIT");
+    } catch (err) {
+      this.bus.conn.exec("ROLLBACK");
+      throw err;
+    }
+    if (row.seq > this.#cursor) this.#cursor = row.seq;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      // Only stop() cuts a backoff short: new events arriving must not speed up retries.
+      const done = () => {
+        clearTimeout(t);
+        this.#abortSleep = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.#abortSleep = done;
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import { z } from "zod";
+
+// Strict objects at every level: a misspelt key in a config file must fail loudly instead of
+// silently leaving the default in place. Groups use `.prefault({})` so that their own keys'
+// defaults apply when the group is absent or only partly given (`.default({})` would skip them).
+
+const http = z
+  .strictObject({
+    maxBodyBytes: z.int().positive().default(1_048_576).describe("Largest request body accepted, in bytes; a larger one is rejected."),
+    idleTimeoutSeconds: z
+      .int()
+      .min(0)
+      .max(255)
+      .default(30)
+      .describe("Seconds a keep-alive connection may stay idle (Bun.serve allows 0..255, 0 = never). Bun's own 10 s default closes connections that clients still hold in their pools."),
+  })
+  .prefault({})
+  .describe("HTTP server (REST, Connect, gRPC-Web).");
+
+const rpc = z
+  .strictObject({
+    timeoutMs: z.int().positive().default(5000).describe("Deadline of a module-to-module RPC call when the caller sets none, in ms."),
+  })
+  .prefault({})
+  .describe("Module-to-module RPC.");
+
+const outbox = z
+  .strictObject({
+    batchSize: z.int().min(1).max(10_000).default(500).describe("Outbox rows the relay publishes per batch."),
+    retentionHours: z.number().nonnegative().default(168).describe("Hours a published outbox row is kept before it is pruned."),
+    pruneIntervalMs: z.int().positive().default(60_000).describe("How often published outbox rows are pruned, in ms."),
+  })
+  .prefault({})
+  .describe("Transactional outbox and its relay.");
+
+const bus = z
+  .strictObject({
+    kind: z.literal("embedded").default("embedded").describe('Event bus: "embedded" runs in this process ("nats" arrives with the split topology).'),
+    retentionHours: z.number().nonnegative().default(168).describe("Hours the bus keeps an event after it is published (replay window)."),
+    maxDeliver: z.int().min(1).default(5).describe("Delivery attempts per event before it goes to the dead-letter queue."),
+    backoffMs: z
+      .array(z.int().positive())
+      .min(1)
+      .default([100, 500, 2000, 10_000])
+      .describe("Delays before redelivery, in ms: retry n waits entry n; the last entry repeats."),
+    batchSize: z.int().min(1).max(10_000).default(256).describe("Events a consumer takes per fetch."),
+  })
+  .prefault({})
+  .describe("Event bus.");
+
+const sqlite = z
+  .strictObject({
+    synchronous: z
+      .enum(["NORMAL", "FULL"])
+      .default("NORMAL")
+      .describe("PRAGMA synchronous of the WAL-mode SQLite files. NORMAL: a committed transaction survives a process crash, but the last commits can be lost on power loss or an OS crash. FULL: fsync on every commit, survives power loss too, at fewer commits/s."),
+  })
+  .prefault({})
+  .describe("Embedded SQLite storage.");
+
+/** The whole platform configuration; see `configHelp()` for every key with its env var. */
+export const PlatformConfigSchema = z.strictObject({
+  port: z.int().min(0).max(65_535).default(3000).describe("HTTP port for REST, Connect-RPC and gRPC-Web; 0 picks a free port."),
+  host: z.string().min(1).default("0.0.0.0").describe("Interface the HTTP server listens on."),
+  dataDir: z.string().min(1).default("./data").describe("Directory of the embedded storage (one SQLite file per module)."),
+  logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Lowest level that is logged."),
+  serviceName: z.string().min(1).default("selaras").describe("Service name in logs, traces and metrics."),
+  process: z.string().min(1).optional().describe("Which process of a split topology this is; unset runs every module in one process."),
+  http,
+  rpc,
+  outbox,
+  bus,
+  sqlite,
+  modules: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .describe("Per-module settings keyed by module name; each module validates its own slice with its own schema."),
+});
+
+/** The validated configuration, with every default filled in. */
+export type PlatformConfig = z.output<typeof PlatformConfigSchema>;

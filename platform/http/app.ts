@@ -1,0 +1,88 @@
+import { Code, ConnectError, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { createFetchHandler } from "@connectrpc/connect/protocol";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { ServiceBinding } from "../module.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import { childSpan, formatTraceparent, parseTraceparent, type Tracer } from "../observability/trace.ts";
+import { toPublicError } from "../rpc/errors.ts";
+import { errorResponse } from "./errors.ts";
+
+export interface HttpAppOptions {
+  logger: Logger;
+  metrics: Metrics;
+  tracer: Tracer;
+  maxBodyBytes: number;
+  /** Readiness checks by name; each throws when not ready. */
+  readiness: () => Promise<Record<string, string>>;
+}
+
+/**
+ * The one HTTP app of a process: REST routes, Connect handlers (Connect protocol in JSON and
+ * binary, and gRPC-Web) at `/<package>.<Service>/<Method>`, health, readiness and metrics.
+ * Every request runs in a trace (the caller's `traceparent` or a new one) and answers errors in
+ * one shape.
+ */
+export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(bindings: readonly ServiceBinding[]): void } {
+  const { logger, metrics, tracer } = opts;
+  const app = new Hono();
+
+  app.use("*", async (c, next) => {
+    const span = childSpan(parseTraceparent(c.req.header("traceparent")));
+    const started = performance.now();
+    await tracer.run(span, next);
+    c.header("traceparent", formatTraceparent(span));
+    const route = c.req.routePath ?? "unmatched";
+    metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, (performance.now() - started) / 1000);
+  });
+
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: opts.maxBodyBytes,
+      onError: (c) => errorResponse(c, new ConnectError(`request body exceeds ${opts.maxBodyBytes} bytes`, Code.ResourceExhausted)),
+    }),
+  );
+
+  app.onError((err, c) => {
+    const pub = toPublicError(err);
+    if (pub.code === Code.Internal || pub.code === Code.Unknown) {
+      logger.error("request failed", { method: c.req.method, path: c.req.path, traceId: tracer.current()?.traceId, err: pub.cause ?? err });
+    }
+    return errorResponse(c, pub);
+  });
+
+  app.notFound((c) => errorResponse(c, new ConnectError(`no route for ${c.req.method} ${c.req.path}`, Code.NotFound)));
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    try {
+      return c.json({ status: "ready", checks: await opts.readiness() });
+    } catch (err) {
+      return c.json({ status: "not-ready", error: (err as Error).message }, 503);
+    }
+  });
+  app.get("/metrics", async (c) => c.text(await metrics.text(), 200, { "content-type": metrics.contentType }));
+
+  // Server side of every RPC: unknown errors become Internal with a generic message; the cause is logged.
+  const serverErrors: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (!(err instanceof ConnectError)) logger.error("rpc failed", { procedure: `${req.service.typeName}/${req.method.name}`, traceId: tracer.current()?.traceId, err });
+      throw toPublicError(err);
+    }
+  };
+
+  function mountServices(bindings: readonly ServiceBinding[]): void {
+    const router = createConnectRouter({ interceptors: [serverErrors], readMaxBytes: opts.maxBodyBytes });
+    for (const b of bindings) router.service(b.service, b.impl as never);
+    for (const h of router.handlers) {
+      const fetchHandler = createFetchHandler(h);
+      app.on(["POST", "GET"], h.requestPath, (c) => fetchHandler(c.req.raw));
+    }
+  }
+
+  return { app, mountServices };
+}

@@ -1,0 +1,40 @@
+import type { Context } from "hono";
+import type { z } from "zod";
+import { invalidArgument, type FieldViolation } from "../rpc/errors.ts";
+
+/** Formats a zod issue path as `lines[0].quantity`. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || "(body)";
+}
+
+/** Every zod issue as a field violation. */
+export function violationsOf(error: z.ZodError): FieldViolation[] {
+  return error.issues.map((i) => ({ field: fieldPath(i.path), description: i.message }));
+}
+
+/**
+ * Parses `value` with `schema`, or throws InvalidArgument naming every bad field.
+ * @example const input = parseOrThrow(PlaceOrderBody, body);
+ */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw invalidArgument(violationsOf(r.error));
+  return r.data;
+}
+
+/**
+ * Reads and validates a JSON request body: malformed JSON and schema violations both become
+ * InvalidArgument (400) naming the problem; the size limit is enforced by the server before this.
+ * @example const body = await jsonBody(c, CreateProductBody);
+ */
+export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw invalidArgument([{ field: "(body)", description: "must be valid JSON" }]);
+  }
+  return parseOrThrow(schema, raw);
+}

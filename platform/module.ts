@@ -1,0 +1,160 @@
+import type { DescMessage, DescService, MessageShape, MessageInitShape } from "@bufbuild/protobuf";
+import type { Client, ServiceImpl } from "@connectrpc/connect";
+import type { Hono } from "hono";
+import type { z } from "zod";
+import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
+import type { Logger } from "./observability/logger.ts";
+
+/** A drizzle database over one module's private SQLite file (bun:sqlite or better-sqlite3; both synchronous). */
+export type SqliteDb = BaseSQLiteDatabase<"sync", unknown>;
+
+/** One migration of one module, embedded in the binary (see `bun run gen`). */
+export interface Migration {
+  /** Sortable id, e.g. `0001_init`. Applied in id order, once, tracked per module. */
+  readonly id: string;
+  /** The SQL text; may hold several statements. */
+  readonly sql: string;
+}
+
+/** A module's migrations per storage dialect. */
+export interface MigrationSet {
+  readonly sqlite: readonly Migration[];
+  readonly postgres?: readonly Migration[];
+}
+
+/** Metadata of a consumed event, from its envelope. */
+export interface EventMeta {
+  /** UUIDv7 of the event; the inbox key. */
+  readonly id: string;
+  /** Fully-qualified protobuf type name, e.g. `orders.v1.OrderCreated`. */
+  readonly type: string;
+  /** Module that published it. */
+  readonly source: string;
+  /** The aggregate it belongs to; order is kept per aggregate. */
+  readonly aggregateId: string;
+  /** When the publishing transaction committed (ms since epoch). */
+  readonly occurredAt: number;
+  /** Headers, including W3C `traceparent`. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * The transaction handed to a command or an event handler. Everything done through it commits
+ * atomically in the module's own database: business rows (via `db`) and outgoing events
+ * (via `publish`, which writes the transactional outbox).
+ *
+ * The body that receives a `Tx` must be synchronous: SQLite transactions are synchronous and an
+ * `await` inside one silently breaks atomicity. Do every await (RPC calls, reads) before.
+ */
+export interface Tx {
+  /** The drizzle transaction for this module's tables. */
+  readonly db: SqliteDb;
+  /**
+   * Appends an event to the outbox in this transaction. Returns the event id (UUIDv7).
+   * @example tx.publish(OrderCreatedSchema, order.id, { orderId: order.id, ... })
+   */
+  publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string;
+}
+
+/** A module's private storage: one SQLite file (embedded) or one schema (Postgres, next issue). */
+export interface ModuleStorage {
+  readonly module: string;
+  readonly dialect: "sqlite";
+  /** For reads outside a transaction. Never write through it: use `transact`. */
+  readonly db: SqliteDb;
+  /**
+   * Runs `body` in one transaction and resolves with its result once it is durably committed.
+   * Concurrent calls are group-committed (one COMMIT for many bodies, each in its own savepoint,
+   * so one failing body rolls back alone). `body` must be synchronous; a body returning a
+   * Promise is rolled back and rejected.
+   */
+  transact<T>(body: (tx: Tx) => T): Promise<T>;
+}
+
+/** A handler for one event type, run inside the consumer's transaction together with its inbox entry. */
+export interface EventHandler<D extends DescMessage = DescMessage> {
+  readonly event: D;
+  handle(event: MessageShape<D>, meta: EventMeta, tx: Tx): void;
+}
+
+/** Binds an event schema to its handler with full typing. @example on(OrderCreatedSchema, (e, meta, tx) => {...}) */
+export function on<D extends DescMessage>(
+  event: D,
+  handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx) => void,
+): EventHandler<D> {
+  return { event, handle };
+}
+
+/** A durable subscription: its events are delivered at least once, in order per aggregate, with effects exactly once (inbox). */
+export interface SubscriptionSpec {
+  /** Durable name, unique within the module, e.g. `projection`. The consumer is `<module>.<name>`. */
+  readonly name: string;
+  readonly handlers: readonly EventHandler<any>[];
+}
+
+/** A Connect service implemented by a module. */
+export interface ServiceBinding<S extends DescService = DescService> {
+  readonly service: S;
+  readonly impl: Partial<ServiceImpl<S>>;
+}
+
+/** Binds a service descriptor to its implementation with full typing. */
+export function service<S extends DescService>(desc: S, impl: Partial<ServiceImpl<S>>): ServiceBinding<S> {
+  return { service: desc, impl };
+}
+
+/** What the platform hands a module at start. */
+export interface ModuleContext<C> {
+  readonly name: string;
+  /** The module's validated config slice. Modules never read the environment. */
+  readonly config: C;
+  readonly storage: ModuleStorage;
+  readonly logger: Logger;
+  /**
+   * A typed client for another module's service. In-process when the callee runs here (no
+   * serialisation, no network), Connect over HTTP when it does not; the calling code is the same.
+   */
+  client<S extends DescService>(service: S): Client<S>;
+}
+
+/** What a started module gives back to the platform. */
+export interface ModuleInstance {
+  readonly services?: readonly ServiceBinding<any>[];
+  /** Public REST routes, mounted on the shared Hono app. */
+  readonly routes?: (app: Hono) => void;
+  readonly subscriptions?: readonly SubscriptionSpec[];
+  /** Called on shutdown after the HTTP server stopped taking requests. */
+  stop?(): Promise<void> | void;
+}
+
+/**
+ * A module's manifest: the only thing `main.ts` imports from a module.
+ *
+ * @example
+ * export default defineModule({
+ *   name: "catalog",
+ *   migrations,
+ *   services: [CatalogService],
+ *   publishes: [ProductCreatedSchema],
+ *   start: (ctx) => ({ services: [service(CatalogService, impl)], routes }),
+ * });
+ */
+export interface ModuleManifest<C = unknown> {
+  /** kebab-case; also the storage file / schema name. */
+  readonly name: string;
+  readonly migrations: MigrationSet;
+  /** Services this module implements (used to route clients to it). */
+  readonly services?: readonly DescService[];
+  /** Services of other modules this module calls. */
+  readonly dependsOn?: readonly DescService[];
+  /** Event types this module publishes. */
+  readonly publishes?: readonly DescMessage[];
+  /** zod schema of the module's config slice (`modules.<name>` in the config file). */
+  readonly config?: z.ZodType<C>;
+  start(ctx: ModuleContext<C>): ModuleInstance | Promise<ModuleInstance>;
+}
+
+/** Declares a module manifest (identity function for typing). */
+export function defineModule<C = unknown>(manifest: ModuleManifest<C>): ModuleManifest<C> {
+  return manifest;
+}

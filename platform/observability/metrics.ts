@@ -1,0 +1,43 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The platform's Prometheus metrics, in a registry of its own (no global state: two platforms in
+ * one process keep separate figures).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpDuration = new Histogram({ name: "selaras_http_request_duration_seconds", help: "HTTP request latency by route and status", labelNames: ["method", "route", "status"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly rpcDuration = new Histogram({ name: "selaras_rpc_client_duration_seconds", help: "Module-to-module RPC latency as the caller sees it, by transport", labelNames: ["service", "method", "code", "transport"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly relayLag = new Histogram({ name: "selaras_relay_lag_seconds", help: "Time from outbox commit to publish on the bus", labelNames: ["module"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly eventsPublished = new Counter({ name: "selaras_events_published_total", help: "Events the relay published", labelNames: ["module"], registers: [this.registry] });
+  readonly consumerLagSeconds = new Histogram({ name: "selaras_consumer_lag_seconds", help: "Time from outbox commit to the consumer's inbox commit", labelNames: ["consumer"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly eventsConsumed = new Counter({ name: "selaras_events_consumed_total", help: "Deliveries handled by consumers, by result (processed, duplicate, failed)", labelNames: ["consumer", "result"], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "selaras_process_" });
+  }
+
+  /** A gauge whose value is read at scrape time. @example metrics.gaugeFn("x", "help", ["module"], async (set) => set({ module: "a" }, 1)) */
+  gaugeFn(name: string, help: string, labelNames: string[], collect: (set: (labels: Record<string, string>, value: number) => void) => void | Promise<void>): void {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        await collect((labels, value) => this.set(labels, value));
+      },
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,113 @@
+import type { Bus, EventEnvelope } from "../bus/types.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { SqliteModuleStorage } from "../storage/module-storage.ts";
+
+export interface RelayOptions {
+  batchSize: number;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Publishes one module's committed outbox rows to the bus, in commit order, then marks them.
+ *
+ * Woken by the storage right after every commit that wrote events — no polling delay. A crash
+ * between publish and mark republishes the same event ids, which the bus deduplicates (and the
+ * consumers' inboxes would absorb anyway): at-least-once, never lost, never invented.
+ */
+export class OutboxRelay {
+  #running = false;
+  #wakeup: (() => void) | undefined;
+  #woken = false;
+  #loop: Promise<void> | undefined;
+  #unlisten: (() => void) | undefined;
+  #idle: Array<() => void> = [];
+
+  constructor(
+    private readonly storage: SqliteModuleStorage,
+    private readonly bus: Bus,
+    private readonly opts: RelayOptions,
+  ) {}
+
+  start(): void {
+    this.#running = true;
+    this.#unlisten = this.storage.onOutboxCommit(() => this.#wake());
+    this.#loop = this.#run();
+  }
+
+  /** Resolves once everything committed so far has been published. */
+  drained(): Promise<void> {
+    if (this.storage.outboxStats().backlog === 0) return Promise.resolve();
+    return new Promise((r) => {
+      this.#idle.push(r);
+      this.#wake();
+    });
+  }
+
+  /** Publishes what is left (bounded by `timeoutMs`), then stops. */
+  async stop(timeoutMs = 5000): Promise<void> {
+    await Promise.race([this.drained(), new Promise((r) => setTimeout(r, timeoutMs).unref?.())]);
+    this.#running = false;
+    this.#unlisten?.();
+    this.#wake();
+    await this.#loop;
+  }
+
+  #wake(): void {
+    this.#woken = true;
+    const w = this.#wakeup;
+    this.#wakeup = undefined;
+    w?.();
+  }
+
+  async #run(): Promise<void> {
+    const { logger, metrics, batchSize } = this.opts;
+    const module = this.storage.module;
+    let failures = 0;
+    while (this.#running) {
+      this.#woken = false;
+      const rows = this.storage.readUnpublished(batchSize);
+      if (rows.length === 0) {
+        for (const r of this.#idle.splice(0)) r();
+        // A slow safety tick covers a wake-up that could never come (e.g. rows written by a
+        // previous process before a crash are picked up on the first pass anyway).
+        if (!this.#woken) await this.#sleep(1000);
+        continue;
+      }
+      const envelopes: EventEnvelope[] = rows.map((r) => ({
+        id: r.event_id,
+        type: r.type,
+        source: module,
+        aggregateId: r.aggregate_id,
+        payload: r.payload,
+        headers: JSON.parse(r.headers) as Record<string, string>,
+        occurredAt: r.created_at,
+      }));
+      try {
+        await this.bus.publish(envelopes);
+        const now = Date.now();
+        await this.storage.markPublished(rows[rows.length - 1]!.seq, now);
+        for (const r of rows) metrics.relayLag.observe({ module }, (now - r.created_at) / 1000);
+        metrics.eventsPublished.inc({ module }, rows.length);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+        logger.warn("outbox relay could not publish; retrying", { module, err, retryInMs: delay, backlog: rows.length });
+        await this.#sleep(delay);
+      }
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.#wakeup = done;
+    });
+  }
+}

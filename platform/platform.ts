@@ -1,0 +1,244 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { Hono } from "hono";
+import { openEmbeddedBus, type EmbeddedBus } from "./bus/embedded.ts";
+import { createConsumer } from "./bus/consumer.ts";
+import type { BusSubscription } from "./bus/types.ts";
+import type { PlatformConfig } from "./config/schema.ts";
+import { createHttpApp } from "./http/app.ts";
+import type { ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
+import { createLogger, type Logger, type LogSink } from "./observability/logger.ts";
+import { Metrics } from "./observability/metrics.ts";
+import { Tracer } from "./observability/trace.ts";
+import { OutboxRelay } from "./outbox/relay.ts";
+import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
+import { migrateSqlite } from "./storage/migrate.ts";
+import { SqliteModuleStorage } from "./storage/module-storage.ts";
+import { openSqlite } from "./storage/sqlite.ts";
+import { validateModuleConfig, validateTopology } from "./topology.ts";
+
+/** What `createPlatform` needs: the validated config and the modules this process hosts. */
+export interface PlatformOptions {
+  readonly config: PlatformConfig;
+  readonly modules: readonly ModuleManifest<any>[];
+  /** Where JSON log lines go (default stdout/stderr). */
+  readonly logSink?: LogSink;
+}
+
+/** A running platform. No globals: several can run side by side in one process. */
+export interface Platform {
+  readonly config: PlatformConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The HTTP app (REST, Connect, health); usable without a listening socket. */
+  readonly app: Hono;
+  /** Serves one request through the app, e.g. from a test. */
+  fetch(req: Request): Promise<Response>;
+  /** A typed client for any service hosted by this platform (in-process fast path). */
+  client<S extends DescService>(service: S): Client<S>;
+  /** A module's storage, for tests and operator tools. */
+  storage(module: string): ModuleStorage;
+  /** Starts listening (Bun only). Resolves with the bound port. */
+  listen(): Promise<{ port: number; url: string }>;
+  /** Resolves once every outbox is published and every consumer has caught up. */
+  settle(timeoutMs?: number): Promise<void>;
+  /** Graceful shutdown: stop taking requests, flush the relays, stop consumers, close storage. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Boots the platform with the given modules: opens each module's private storage and migrates
+ * it, starts the modules, wires their services, routes and subscriptions, and starts the outbox
+ * relays. Listening on a port is a separate step (`listen`).
+ *
+ * @example
+ * const platform = await createPlatform({ config, modules: [catalog, orders] });
+ * await platform.listen();
+ */
+export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
+  const { config } = opts;
+  const logger = createLogger({ level: config.logLevel, base: { service: config.serviceName }, sink: opts.logSink });
+  validateTopology(opts.modules);
+  const moduleConfigs = validateModuleConfig(opts.modules, config.modules);
+  const metrics = new Metrics();
+  const tracer = new Tracer();
+  const registry = new LocalServiceRegistry();
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const rpcMetrics: Interceptor = (next) => async (req) => {
+    const started = performance.now();
+    let code = "ok";
+    try {
+      return await next(req);
+    } catch (err) {
+      code = Code[ConnectError.from(err).code] ?? "unknown";
+      throw err;
+    } finally {
+      metrics.rpcDuration.observe({ service: req.service.typeName, method: req.method.name, code, transport: "local" }, (performance.now() - started) / 1000);
+    }
+  };
+  const localTransport: Transport = createLocalTransport({
+    registry,
+    interceptors: [rpcMetrics],
+    defaultTimeoutMs: config.rpc.timeoutMs,
+    onError: (err, method) => logger.error("rpc failed", { procedure: `${method.parent.typeName}/${method.name}`, traceId: tracer.current()?.traceId, err }),
+  });
+  const clients = new Map<DescService, Client<DescService>>();
+  const client = <S extends DescService>(service: S): Client<S> => {
+    let c = clients.get(service);
+    if (!c) clients.set(service, (c = createClient(service, localTransport)));
+    return c as Client<S>;
+  };
+
+  const bus: EmbeddedBus = await openEmbeddedBus({
+    dataDir: config.dataDir,
+    synchronous: config.sqlite.synchronous,
+    maxDeliver: config.bus.maxDeliver,
+    backoffMs: config.bus.backoffMs,
+    batchSize: config.bus.batchSize,
+    logger: logger.child({ component: "bus" }),
+  });
+
+  const storages = new Map<string, SqliteModuleStorage>();
+  const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
+  const relays: OutboxRelay[] = [];
+  const subscriptions: BusSubscription[] = [];
+  const http = createHttpApp({
+    logger,
+    metrics,
+    tracer,
+    maxBodyBytes: config.http.maxBodyBytes,
+    readiness: async () => {
+      for (const s of storages.values()) s.ping();
+      await bus.ping();
+      return { storage: "ok", migrations: "ok", bus: bus.kind };
+    },
+  });
+
+  let stopped = false;
+  let server: { stop(closeActive?: boolean): void | Promise<void>; port?: number } | undefined;
+  const cleanup = async () => {
+    for (const s of subscriptions) await s.stop();
+    for (const r of relays) await r.stop();
+    for (const { instance } of instances) await instance.stop?.();
+    await bus.close();
+    for (const s of storages.values()) await s.close();
+  };
+
+  try {
+    for (const manifest of opts.modules) {
+      const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), { synchronous: config.sqlite.synchronous });
+      const applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);
+      if (applied.length > 0) logger.info("migrations applied", { module: manifest.name, applied });
+      storages.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, tracer));
+    }
+    const bindings: ServiceBinding[] = [];
+    for (const manifest of opts.modules) {
+      const storage = storages.get(manifest.name)!;
+      const ctx: ModuleContext<unknown> = {
+        name: manifest.name,
+        config: moduleConfigs.get(manifest.name),
+        storage,
+        logger: logger.child({ module: manifest.name }),
+        client,
+      };
+      const instance = await manifest.start(ctx);
+      instances.push({ manifest, instance });
+      for (const b of instance.services ?? []) {
+        registry.register(b.service, b.impl as Record<string, unknown>);
+        bindings.push(b);
+      }
+      instance.routes?.(http.app);
+      for (const spec of instance.subscriptions ?? []) {
+        subscriptions.push(bus.subscribe(createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger })));
+      }
+      const relay = new OutboxRelay(storage, bus, { batchSize: config.outbox.batchSize, logger: ctx.logger, metrics });
+      relay.start();
+      relays.push(relay);
+    }
+    http.mountServices(bindings);
+  } catch (err) {
+    await cleanup().catch(() => {});
+    throw err;
+  }
+
+  metrics.gaugeFn("selaras_outbox_backlog", "Outbox rows committed but not yet published", ["module"], (set) => {
+    for (const [m, s] of storages) set({ module: m }, s.outboxStats().backlog);
+  });
+  metrics.gaugeFn("selaras_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", ["module"], (set) => {
+    const now = Date.now();
+    for (const [m, s] of storages) {
+      const oldest = s.outboxStats().oldestCreatedAt;
+      set({ module: m }, oldest === undefined ? 0 : (now - oldest) / 1000);
+    }
+  });
+  metrics.gaugeFn("selaras_consumer_lag_events", "Events on the bus a consumer has not processed yet", ["consumer"], async (set) => {
+    for (const [c, n] of await bus.consumerLag()) set({ consumer: c }, n);
+  });
+  metrics.gaugeFn("selaras_dead_letters", "Events in the dead-letter queue, per consumer", ["consumer"], async (set) => {
+    const counts = new Map<string, number>();
+    for (const d of await bus.deadLetters()) counts.set(d.consumer, (counts.get(d.consumer) ?? 0) + 1);
+    for (const [c, n] of counts) set({ consumer: c }, n);
+  });
+
+  const pruneTimer = setInterval(() => {
+    const outboxBefore = Date.now() - config.outbox.retentionHours * 3_600_000;
+    const busBefore = Date.now() - config.bus.retentionHours * 3_600_000;
+    for (const s of storages.values()) s.prune(outboxBefore).catch((err) => logger.warn("outbox prune failed", { module: s.module, err }));
+    bus.prune(busBefore).catch((err) => logger.warn("bus prune failed", { err }));
+  }, config.outbox.pruneIntervalMs);
+  pruneTimer.unref?.();
+
+  logger.info("platform started", { modules: opts.modules.map((m) => m.name), dataDir: config.dataDir, bus: bus.kind });
+
+  return {
+    config,
+    logger,
+    metrics,
+    app: http.app,
+    fetch: async (req) => http.app.fetch(req),
+    client,
+    storage(module) {
+      const s = storages.get(module);
+      if (!s) throw new Error(`module ${module} is not hosted by this platform`);
+      return s;
+    },
+    async listen() {
+      const Bun = (globalThis as { Bun?: typeof import("bun") }).Bun;
+      if (!Bun) throw new Error("listen() needs the Bun runtime; under Node use platform.fetch()");
+      const s = Bun.serve({
+        port: config.port,
+        hostname: config.host,
+        idleTimeout: config.http.idleTimeoutSeconds,
+        maxRequestBodySize: config.http.maxBodyBytes + 1024,
+        fetch: (req) => http.app.fetch(req),
+      });
+      server = s;
+      const port = s.port!;
+      const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
+      logger.info("listening", { port, url });
+      return { port, url };
+    },
+    async settle(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        await Promise.all(relays.map((r) => r.drained()));
+        const lag = [...(await bus.consumerLag()).values()].reduce((a, b) => a + b, 0);
+        const backlog = [...storages.values()].reduce((a, s) => a + s.outboxStats().backlog, 0);
+        if (lag === 0 && backlog === 0) return;
+        if (Date.now() > deadline) throw new Error(`platform did not settle within ${timeoutMs} ms (consumer lag ${lag}, outbox backlog ${backlog})`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(pruneTimer);
+      await server?.stop();
+      await cleanup();
+      logger.info("platform stopped");
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
+
+/** One violated field of a request: its path (`lines[0].quantity`) and what is wrong. */
+export interface FieldViolation {
+  readonly field: string;
+  readonly description: string;
+}
+
+/**
+ * A domain error: a Connect code plus a kebab-case reason (`insufficient-credit`), the one error
+ * vocabulary of every module, over REST, RPC and events alike.
+ * @example throw domainError(Code.NotFound, "product-not-found", `product ${id} does not exist`, "catalog")
+ */
+export function domainError(code: Code, reason: string, message: string, domain: string, metadata: Record<string, string> = {}): ConnectError {
+  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: { reason, domain, metadata } }]);
+}
+
+/**
+ * An InvalidArgument error that names every bad field.
+ * @example throw invalidArgument([{ field: "priceCents", description: "must be a non-negative integer" }])
+ */
+export function invalidArgument(violations: readonly FieldViolation[]): ConnectError {
+  const message = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new ConnectError(message, Code.InvalidArgument, undefined, [
+    { desc: BadRequestSchema, value: { fieldViolations: violations.map((v) => ({ ...v })) } },
+  ]);
+}
+
+/** The kebab-case reason of a domain error, if it carries one. */
+export function errorReason(err: ConnectError): string | undefined {
+  return err.findDetails(ErrorInfoSchema)[0]?.reason;
+}
+
+/** The field violations of an InvalidArgument error, if any. */
+export function fieldViolations(err: ConnectError): FieldViolation[] {
+  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
+}
+
+/**
+ * Turns anything thrown into a ConnectError safe to show a client: ConnectErrors pass through;
+ * anything else becomes `Internal` with a generic message, the real error kept as `cause`
+ * (for the log only — it is never serialised).
+ */
+export function toPublicError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}

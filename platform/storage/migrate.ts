@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+import type { Migration } from "../module.ts";
+import type { SqliteConnection } from "./sqlite.ts";
+
+/**
+ * The platform's own tables, created in every module's database before the module's migrations:
+ * the transactional outbox and the consumer inbox live next to the business tables they must
+ * commit with.
+ */
+export const platformSqliteMigrations: readonly Migration[] = [
+  {
+    id: "selaras:0001_outbox_inbox",
+    sql: `
+CREATE TABLE selaras_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL,
+  aggregate_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  headers TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  published_at INTEGER
+);
+CREATE INDEX selaras_outbox_unpublished ON selaras_outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX selaras_outbox_published ON selaras_outbox (published_at) WHERE published_at IS NOT NULL;
+CREATE TABLE selaras_inbox (
+  consumer TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  processed_at INTEGER NOT NULL,
+  PRIMARY KEY (consumer, event_id)
+) WITHOUT ROWID;
+CREATE INDEX selaras_inbox_processed ON selaras_inbox (processed_at);
+`,
+  },
+];
+
+/** Thrown when a database and the binary disagree about migrations; the process must not start. */
+export class MigrationError extends Error {
+  override readonly name = "MigrationError";
+}
+
+function checksum(sql: string): string {
+  return createHash("sha256").update(sql).digest("hex").slice(0, 16);
+}
+
+/**
+ * Applies the pending migrations of one module, each in its own transaction, tracked in the
+ * module's own `selaras_migrations` table. Refuses to run when an applied migration was edited
+ * or when the database holds a migration this binary does not know (a newer deploy ran).
+ * @returns the ids applied now.
+ */
+export function migrateSqlite(conn: SqliteConnection, module: string, migrations: readonly Migration[]): string[] {
+  conn.exec(`CREATE TABLE IF NOT EXISTS selaras_migrations (id TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+  const all = [...platformSqliteMigrations, ...[...migrations].sort((a, b) => a.id.localeCompare(b.id))];
+  const known = new Map(all.map((m) => [m.id, m]));
+  const applied = conn.prepare("SELECT id, checksum FROM selaras_migrations").all<{ id: string; checksum: string }>();
+  for (const row of applied) {
+    const m = known.get(row.id);
+    if (!m) throw new MigrationError(`module ${module}: the database has migration ${row.id}, which this binary does not know (was it started by a newer version?)`);
+    if (checksum(m.sql) !== row.checksum) throw new MigrationError(`module ${module}: migration ${row.id} was edited after it was applied; add a new migration instead`);
+  }
+  const done = new Set(applied.map((r) => r.id));
+  const insert = conn.prepare("INSERT INTO selaras_migrations (id, checksum, applied_at) VALUES (?, ?, ?)");
+  const now: string[] = [];
+  for (const m of all) {
+    if (done.has(m.id)) continue;
+    conn.exec("BEGIN IMMEDIATE");
+    try {
+      conn.exec(m.sql);
+      insert.run(m.id, checksum(m.sql), Date.now());
+      conn.exec("COMMIT");
+    } catch (err) {
+      conn.exec("ROLLBACK");
+      throw new MigrationError(`module ${module}: migration ${m.id} failed: ${(err as Error).message}`);
+    }
+    now.push(m.id);
+  }
+  return now;
+}

@@ -1,0 +1,195 @@
+import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { newId } from "../ids.ts";
+import type { ModuleStorage, SqliteDb, Tx } from "../module.ts";
+import { formatTraceparent, type Tracer } from "../observability/trace.ts";
+import type { SqliteConnection, SqlStatement } from "./sqlite.ts";
+
+/** An outbox row as the relay reads it. */
+export interface OutboxRow {
+  seq: number;
+  event_id: string;
+  aggregate_id: string;
+  type: string;
+  payload: Uint8Array;
+  headers: string;
+  created_at: number;
+}
+
+interface Pending {
+  body: (tx: SqliteTx) => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** The transaction object: module writes through `db`, events through `publish`, the platform's inbox through `claim`. */
+export class SqliteTx implements Tx {
+  outboxAppended = 0;
+  constructor(
+    readonly db: SqliteDb,
+    private readonly storage: SqliteModuleStorage,
+  ) {}
+
+  publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string {
+    const id = newId();
+    const trace = this.storage.tracer.current();
+    const headers = trace ? JSON.stringify({ traceparent: formatTraceparent(trace) }) : "{}";
+    this.storage.stmts.outboxInsert.run(id, aggregateId, schema.typeName, toBinary(schema, create(schema, event)), headers, Date.now());
+    this.outboxAppended++;
+    return id;
+  }
+
+  /** Records `eventId` as consumed by `consumer`; false when it already was (a redelivery: skip the effect). */
+  claim(consumer: string, eventId: string): boolean {
+    return this.storage.stmts.inboxInsert.run(consumer, eventId, Date.now()).changes === 1;
+  }
+}
+
+/**
+ * One module's private SQLite database with group commit.
+ *
+ * Why group commit: a SQLite commit is the expensive part of a write. Bodies queued in the same
+ * turn of the event loop run in one transaction, each in its own SAVEPOINT (so a failing body
+ * rolls back alone), and share one COMMIT. A caller's promise resolves only after that COMMIT,
+ * so a 202 is never sent for a write that a crash could still lose.
+ */
+export class SqliteModuleStorage implements ModuleStorage {
+  readonly dialect = "sqlite" as const;
+  readonly db: SqliteDb;
+  readonly stmts: { outboxInsert: SqlStatement; inboxInsert: SqlStatement };
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #closed = false;
+  readonly #outboxListeners = new Set<() => void>();
+
+  constructor(
+    readonly module: string,
+    readonly conn: SqliteConnection,
+    readonly tracer: Tracer,
+  ) {
+    this.db = conn.db;
+    this.stmts = {
+      outboxInsert: conn.prepare(
+        "INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+      inboxInsert: conn.prepare("INSERT OR IGNORE INTO selaras_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)"),
+    };
+  }
+
+  transact<T>(body: (tx: Tx) => T): Promise<T> {
+    return this.transactInternal(body);
+  }
+
+  /** `transact` with the platform's full transaction object (inbox claims). */
+  transactInternal<T>(body: (tx: SqliteTx) => T): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error(`storage of module ${this.module} is closed`));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ body, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  /** Called after every commit that appended outbox rows: wakes the relay at once. */
+  onOutboxCommit(listener: () => void): () => void {
+    this.#outboxListeners.add(listener);
+    return () => this.#outboxListeners.delete(listener);
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const batch = this.#queue;
+    this.#queue = [];
+    if (batch.length === 0) return;
+    const tx = new SqliteTx(this.db, this);
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const single = batch.length === 1;
+    try {
+      this.conn.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    for (const p of batch) {
+      if (!single) this.conn.exec("SAVEPOINT body");
+      const before = tx.outboxAppended;
+      try {
+        const value = p.body(tx);
+        if (value instanceof Promise) {
+          value.catch(() => {});
+          throw new Error(`module ${this.module}: a transaction body must be synchronous (it returned a Promise); do every await before the transaction`);
+        }
+        if (!single) this.conn.exec("RELEASE body");
+        results.push({ ok: true, value });
+      } catch (error) {
+        tx.outboxAppended = before;
+        if (single) {
+          this.conn.exec("ROLLBACK");
+          p.reject(error);
+          return;
+        }
+        this.conn.exec("ROLLBACK TO body; RELEASE body");
+        results.push({ ok: false, error });
+      }
+    }
+    try {
+      this.conn.exec("COMMIT");
+    } catch (error) {
+      try {
+        this.conn.exec("ROLLBACK");
+      } catch {}
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const r = results[i]!;
+      if (r.ok) p.resolve(r.value);
+      else p.reject(r.error);
+    });
+    if (tx.outboxAppended > 0) for (const l of this.#outboxListeners) l();
+  }
+
+  /** Unpublished outbox rows in commit order. */
+  readUnpublished(limit: number): OutboxRow[] {
+    return this.conn.prepare(
+      "SELECT seq, event_id, aggregate_id, type, payload, headers, created_at FROM selaras_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+    ).all<OutboxRow>(limit);
+  }
+
+  /** Marks every row up to `maxSeq` as published (the relay publishes strictly in order). */
+  markPublished(maxSeq: number, at: number): Promise<void> {
+    return this.transactInternal(() => {
+      this.conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE published_at IS NULL AND seq <= ?").run(at, maxSeq);
+    });
+  }
+
+  /** Deletes published outbox rows and inbox entries older than `before` (ms). */
+  prune(before: number): Promise<{ outbox: number; inbox: number }> {
+    return this.transactInternal(() => ({
+      outbox: this.conn.prepare("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ?").run(before).changes,
+      inbox: this.conn.prepare("DELETE FROM selaras_inbox WHERE processed_at < ?").run(before).changes,
+    }));
+  }
+
+  /** Backlog size and the creation time of the oldest unpublished row. */
+  outboxStats(): { backlog: number; oldestCreatedAt: number | undefined } {
+    const row = this.conn.prepare(
+      "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM selaras_outbox WHERE published_at IS NULL",
+    ).get<{ n: number; oldest: number | null }>();
+    return { backlog: row?.n ?? 0, oldestCreatedAt: row?.oldest ?? undefined };
+  }
+
+  /** A cheap query proving the file is readable (readiness). */
+  ping(): void {
+    this.conn.prepare("SELECT 1").get();
+  }
+
+  /** Waits for queued bodies to commit, then closes the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#queue.length > 0) await new Promise<void>((r) => setImmediate(r));
+    this.#closed = true;
+    this.conn.close();
+  }
+}
