@@ -1,7 +1,7 @@
 import type { DescMessage, DescService, MessageShape, MessageInitShape } from "@bufbuild/protobuf";
 import type { Client, ServiceImpl } from "@connectrpc/connect";
 import type { Hono } from "hono";
-import type { z } from "zod";
+import type * as z from "zod";
 import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type { Logger } from "./observability/logger.ts";
 

@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor, type T
 import type { Hono } from "hono";
 import { openEmbeddedBus, type EmbeddedBus } from "./bus/embedded.ts";
 import { createConsumer } from "./bus/consumer.ts";
-import type { BusSubscription } from "./bus/types.ts";
+import type { Bus, BusSubscription } from "./bus/types.ts";
 import type { PlatformConfig } from "./config/schema.ts";
 import { createHttpApp } from "./http/app.ts";
 import type { ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
@@ -38,6 +38,8 @@ export interface Platform {
   fetch(req: Request): Promise<Response>;
   /** A typed client for any service hosted by this platform (in-process fast path). */
   client<S extends DescService>(service: S): Client<S>;
+  /** The event bus (embedded or NATS), for tests and operator tools (dead letters, re-drive). */
+  readonly bus: Bus;
   /** A module's storage, for tests and operator tools. */
   storage(module: string): ModuleStorage;
   /** Starts listening (Bun only). Resolves with the bound port. */
@@ -198,6 +200,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     logger,
     metrics,
     app: http.app,
+    bus,
     fetch: async (req) => http.app.fetch(req),
     client,
     storage(module) {

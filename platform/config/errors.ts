@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod";
 import { findKey, isGroup } from "./keys.ts";
 import { originOf, type Assignment } from "./merge.ts";
 

@@ -1,4 +1,5 @@
-import { z } from "zod";
+// Namespace import: under `bun --bun vitest`, zod's named `z` export resolves to undefined.
+import * as z from "zod";
 import { PlatformConfigSchema } from "./schema.ts";
 
 // The schema is flattened once into a table of leaf keys. Help, env names, coercion and error

@@ -1,4 +1,5 @@
-import { z } from "zod";
+// Namespace import: under `bun --bun vitest`, zod's named `z` export resolves to undefined.
+import * as z from "zod";
 
 // Strict objects at every level: a misspelt key in a config file must fail loudly instead of
 // silently leaving the default in place. Groups use `.prefault({})` so that their own keys'

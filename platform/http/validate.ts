@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { z } from "zod";
+import type * as z from "zod";
 import { invalidArgument, type FieldViolation } from "../rpc/errors.ts";
 
 /** Formats a zod issue path as `lines[0].quantity`. */
@@ -9,9 +9,14 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out || "(body)";
 }
 
-/** Every zod issue as a field violation. */
+/** One violation per bad field (the first problem zod found with it). */
 export function violationsOf(error: z.ZodError): FieldViolation[] {
-  return error.issues.map((i) => ({ field: fieldPath(i.path), description: i.message }));
+  const byField = new Map<string, string>();
+  for (const i of error.issues) {
+    const field = fieldPath(i.path);
+    if (!byField.has(field)) byField.set(field, i.message);
+  }
+  return [...byField].map(([field, description]) => ({ field, description }));
 }
 
 /**

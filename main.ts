@@ -1,0 +1,50 @@
+/**
+ * The composition root: config -> platform -> modules -> listen.
+ *
+ *   bun run main.ts                       every module, one process, embedded storage under ./data
+ *   bun run main.ts --help                every flag and config key
+ */
+import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
+import { createPlatform } from "./platform/platform.ts";
+import { allModules } from "./modules.ts";
+
+async function main(): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig({ argv: process.argv.slice(2), env: process.env, cwd: process.cwd() });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n\nRun with --help for every flag and key.\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (loaded.help) {
+    process.stdout.write(configHelp() + "\n");
+    return 0;
+  }
+  if (loaded.command.length > 0) {
+    process.stderr.write(`unknown command: ${loaded.command.join(" ")}\n`);
+    return 2;
+  }
+  let platform;
+  try {
+    platform = await createPlatform({ config: loaded.config, modules: allModules });
+  } catch (err) {
+    process.stderr.write(`selaras failed to start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  await platform.listen();
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      platform.logger.info("shutting down", { signal });
+      resolve();
+    };
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.once("SIGINT", () => shutdown("SIGINT"));
+  });
+  await platform.stop();
+  return 0;
+}
+
+process.exitCode = await main();

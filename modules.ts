@@ -1,0 +1,7 @@
+/**
+ * The modules this binary knows, in start order. `main.ts` imports only their manifests.
+ */
+import catalog from "./modules/catalog/index.ts";
+import type { ModuleManifest } from "./platform/module.ts";
+
+export const allModules: readonly ModuleManifest<any>[] = [catalog];

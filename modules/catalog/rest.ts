@@ -1,0 +1,33 @@
+import type { Hono } from "hono";
+import { jsonBody, parseOrThrow } from "../../platform/http/validate.ts";
+import type { ModuleStorage } from "../../platform/module.ts";
+import { createProduct } from "./commands/create-product.ts";
+import { CreateProductInput, ProductId, UpdateProductInput } from "./commands/inputs.ts";
+import { updateProduct } from "./commands/update-product.ts";
+import type { Product } from "./domain/product.ts";
+import { getProduct } from "./queries/get-product.ts";
+
+/** The public JSON shape of a product. */
+function toJson(p: Product) {
+  return {
+    id: p.id,
+    sku: p.sku,
+    name: p.name,
+    priceCents: p.priceCents,
+    version: p.version,
+    createdAt: new Date(p.createdAt).toISOString(),
+    updatedAt: new Date(p.updatedAt).toISOString(),
+  };
+}
+
+/** `POST /api/v1/products`, `GET|PUT /api/v1/products/{id}`. */
+export function catalogRoutes(storage: ModuleStorage) {
+  return (app: Hono) => {
+    app.post("/api/v1/products", async (c) => c.json(toJson(await createProduct(storage, await jsonBody(c, CreateProductInput))), 201));
+    app.get("/api/v1/products/:id", (c) => c.json(toJson(getProduct(storage, parseOrThrow(ProductId, c.req.param("id"))))));
+    app.put("/api/v1/products/:id", async (c) => {
+      const id = parseOrThrow(ProductId, c.req.param("id"));
+      return c.json(toJson(await updateProduct(storage, id, await jsonBody(c, UpdateProductInput))));
+    });
+  };
+}

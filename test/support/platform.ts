@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PlatformConfigSchema, type PlatformConfig } from "../../platform/config/schema.ts";
+import type { ModuleManifest } from "../../platform/module.ts";
+import { createPlatform, type Platform } from "../../platform/platform.ts";
+
+/** A fresh, empty data directory under the OS temp dir. */
+export function tempDataDir(prefix = "selaras-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** The platform config a test boots with: defaults, a temp data dir, quiet logs. */
+export function testConfig(overrides: Partial<PlatformConfig> & { dataDir: string }): PlatformConfig {
+  return PlatformConfigSchema.parse({ logLevel: "error", port: 0, ...overrides });
+}
+
+/**
+ * Boots a platform hosting `modules` on embedded storage in a temp dir.
+ * `dispose()` stops it and deletes the directory.
+ * @example const t = await bootModules([catalog]); const client = t.platform.client(CatalogService);
+ */
+export async function bootModules(modules: readonly ModuleManifest<any>[], overrides: Partial<PlatformConfig> = {}) {
+  const dataDir = overrides.dataDir ?? tempDataDir();
+  const platform: Platform = await createPlatform({ config: testConfig({ ...overrides, dataDir }), modules });
+  return {
+    platform,
+    dataDir,
+    async dispose() {
+      await platform.stop();
+      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Polls `probe` until it returns a value that is not undefined/false, or fails after `timeoutMs`
+ * with the last value seen. Never a bare sleep.
+ * @example const order = await waitFor(() => history.find((o) => o.id === id));
+ */
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? "condition"}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 10));
+  }
+}
