@@ -104,7 +104,7 @@ export function createLocalTransport(opts: {
             if (!(err instanceof ConnectError)) onError?.(err, method);
             throw toPublicError(err);
           }
-          const message = isMessage(out, method.output) ? clone(method.output, out) : create(method.output, out as never);
+          const message = clone(method.output, isMessage(out, method.output) ? out : create(method.output, out as never));
           return {
             stream: false,
             service: method.parent,

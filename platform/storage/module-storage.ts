@@ -24,12 +24,30 @@ interface Pending {
 /** The transaction object: module writes through `db`, events through `publish`, the platform's inbox through `claim`. */
 export class SqliteTx implements Tx {
   outboxAppended = 0;
+  #open = true;
+  readonly db: SqliteDb;
+
   constructor(
-    readonly db: SqliteDb,
+    db: SqliteDb,
     private readonly storage: SqliteModuleStorage,
-  ) {}
+  ) {
+    // Code that kept the tx past its body (an `await` inside it) must fail loudly instead of
+    // writing outside any transaction.
+    this.db = new Proxy(db, {
+      get: (target, prop, receiver) => {
+        if (!this.#open) throw new Error(`module ${storage.module}: transaction already ended; do every await before the transaction`);
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+  }
+
+  /** Ends the transaction object: later use throws. */
+  close(): void {
+    this.#open = false;
+  }
 
   publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string {
+    if (!this.#open) throw new Error(`module ${this.storage.module}: transaction already ended; do every await before the transaction`);
     const id = newId();
     const trace = this.storage.tracer.current();
     const headers = trace ? JSON.stringify({ traceparent: formatTraceparent(trace) }) : "{}";
@@ -125,6 +143,7 @@ export class SqliteModuleStorage implements ModuleStorage {
       } catch (error) {
         tx.outboxAppended = before;
         if (single) {
+          tx.close();
           this.conn.exec("ROLLBACK");
           p.reject(error);
           return;
@@ -133,6 +152,7 @@ export class SqliteModuleStorage implements ModuleStorage {
         results.push({ ok: false, error });
       }
     }
+    tx.close();
     try {
       this.conn.exec("COMMIT");
     } catch (error) {

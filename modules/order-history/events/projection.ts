@@ -1,0 +1,34 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { ProductCreatedSchema, ProductUpdatedSchema } from "../../../gen/catalog/v1/events_pb.ts";
+import { CustomerRegisteredSchema } from "../../../gen/customers/v1/events_pb.ts";
+import { OrderCreatedSchema, type OrderCreated } from "../../../gen/orders/v1/events_pb.ts";
+import { on, type EventMeta, type SubscriptionSpec } from "../../../platform/module.ts";
+import { checkPlacedOrder, INITIAL_STATUS, type PlacedOrder } from "../domain/order-history.ts";
+import { historyStore } from "../db/store.ts";
+
+/** OrderCreated (proto) -> the domain's placed order; the order's time falls back to the event's. */
+function placedOrder(e: OrderCreated, meta: EventMeta): PlacedOrder {
+  return checkPlacedOrder({
+    id: e.orderId,
+    customerId: e.customerId,
+    totalCents: Number(e.totalCents),
+    createdAt: e.createdAt ? timestampMs(e.createdAt) : meta.occurredAt,
+    lines: e.lines.map((l) => ({ productId: l.productId, quantity: l.quantity, unitPriceCents: Number(l.unitPriceCents) })),
+  });
+}
+
+/**
+ * The read model's only input. Events of different aggregates arrive in any order, so each
+ * handler writes just its own facts (ids, names) and the query joins them. The platform runs
+ * each handler in one transaction with the inbox entry of the event. A new status event is one
+ * more line here: `on(OrderConfirmedSchema, (e, m, tx) => historyStore.setStatus(tx.db, e.orderId, "CONFIRMED", m.occurredAt))`.
+ */
+export const projection: SubscriptionSpec = {
+  name: "projection",
+  handlers: [
+    on(CustomerRegisteredSchema, (e, _meta, tx) => historyStore.putCustomer(tx.db, { id: e.customerId, name: e.name })),
+    on(ProductCreatedSchema, (e, _meta, tx) => historyStore.putProduct(tx.db, { id: e.productId, name: e.name, version: 1 })),
+    on(ProductUpdatedSchema, (e, _meta, tx) => historyStore.putProduct(tx.db, { id: e.productId, name: e.name, version: Number(e.version) })),
+    on(OrderCreatedSchema, (e, meta, tx) => historyStore.addOrder(tx.db, placedOrder(e, meta), INITIAL_STATUS, meta.occurredAt)),
+  ],
+};

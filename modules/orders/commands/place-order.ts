@@ -1,0 +1,108 @@
+import { createHash } from "node:crypto";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { CatalogService } from "../../../gen/catalog/v1/catalog_pb.ts";
+import type { CustomerService } from "../../../gen/customers/v1/customers_pb.ts";
+import { newId } from "../../../platform/ids.ts";
+import type { ModuleStorage, SqliteDb } from "../../../platform/module.ts";
+import { domainError, invalidArgument, type FieldViolation } from "../../../platform/rpc/errors.ts";
+import { newOrder, priceLines, requestFingerprint, type Order } from "../domain/order.ts";
+import { idempotencyStore, orderStore } from "../db/store.ts";
+import { orderCreated } from "../events/publish.ts";
+import type { PlaceOrderInput } from "./inputs.ts";
+
+/** What PlaceOrder needs: the module's storage and the clients of the services it prices with. */
+export interface PlaceOrderDeps {
+  readonly storage: ModuleStorage;
+  readonly catalog: Client<typeof CatalogService>;
+  readonly customers: Client<typeof CustomerService>;
+}
+
+/** The placed order; `replayed` when an earlier request with the same idempotency key placed it. */
+export interface PlaceOrderResult {
+  readonly order: Order;
+  readonly replayed: boolean;
+}
+
+/**
+ * Places an order: looks the customer and the products up (every await happens here, before the
+ * transaction), prices the lines, then in one transaction records the idempotency key, inserts
+ * the PENDING order and writes OrderCreated to the outbox.
+ *
+ * With an idempotency key, the same key and request return the first order (`replayed`), and the
+ * same key with another request fails with AlreadyExists (`idempotency-key-reused`). The key is
+ * checked once cheaply up front (a replay needs neither catalog nor customers) and again inside
+ * the transaction, which is what makes two concurrent requests with one key place one order.
+ */
+export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, idempotencyKey?: string): Promise<PlaceOrderResult> {
+  const key = idempotencyKey === undefined ? undefined : { key: idempotencyKey, requestHash: requestHash(input) };
+  const early = key && replay(deps.storage.db, key.key, key.requestHash);
+  if (early) return early;
+
+  const prices = await lookUp(deps, input);
+  const pricing = priceLines(input.lines, prices);
+  if (pricing.kind === "unknown-products") {
+    const violations = pricing.lineIndexes.map((i) => ({ field: `lines[${i}].productId`, description: `product ${input.lines[i]!.productId} does not exist` }));
+    throw badReference("product-not-found", violations, { productIds: pricing.lineIndexes.map((i) => input.lines[i]!.productId).join(",") });
+  }
+  if (pricing.kind === "total-too-large") {
+    throw badReference("order-total-too-large", [{ field: "lines", description: "the order total exceeds 2^53 cents" }]);
+  }
+  const now = Date.now();
+  const order = newOrder({ id: newId(), customerId: input.customerId, lines: pricing.lines, totalCents: pricing.totalCents, now });
+
+  return deps.storage.transact((tx) => {
+    if (key) {
+      const earlier = replay(tx.db, key.key, key.requestHash);
+      if (earlier) return earlier;
+    }
+    orderStore.insert(tx.db, order);
+    if (key) idempotencyStore.insert(tx.db, { ...key, orderId: order.id, createdAt: now });
+    orderCreated(tx, order);
+    return { order, replayed: false };
+  });
+}
+
+/** A stable hash of the normalised request, stored with the idempotency key. */
+function requestHash(input: PlaceOrderInput): string {
+  return createHash("sha256").update(requestFingerprint(input)).digest("hex");
+}
+
+/** The order an earlier request with `key` placed, if any; AlreadyExists if that request differed. */
+function replay(db: SqliteDb, key: string, hash: string): PlaceOrderResult | undefined {
+  const earlier = idempotencyStore.byKey(db, key);
+  if (!earlier) return undefined;
+  if (earlier.requestHash !== hash) {
+    throw domainError(Code.AlreadyExists, "idempotency-key-reused", "this idempotency key was already used with a different request", "orders");
+  }
+  const order = orderStore.byId(db, earlier.orderId);
+  // The foreign key makes this impossible; fail loudly rather than place a second order.
+  if (!order) throw new Error(`idempotency key points at missing order ${earlier.orderId}`);
+  return { order, replayed: true };
+}
+
+/** Checks the customer and fetches the unit prices (product id -> cents), both calls in parallel. */
+async function lookUp(deps: PlaceOrderDeps, input: PlaceOrderInput): Promise<Map<string, number>> {
+  const [customer, catalog] = await Promise.all([
+    deps.customers.getCustomer({ id: input.customerId }).catch((err: unknown) => {
+      const e = ConnectError.from(err);
+      // InvalidArgument too: an id the customers module rejects cannot name a customer.
+      if (e.code === Code.NotFound || e.code === Code.InvalidArgument) return { customer: undefined };
+      throw e;
+    }),
+    deps.catalog.getProducts({ ids: input.lines.map((l) => l.productId) }),
+  ]);
+  if (!customer.customer) {
+    throw badReference("customer-not-found", [{ field: "customerId", description: `customer ${input.customerId} does not exist` }], { customerId: input.customerId });
+  }
+  return new Map(catalog.products.map((p) => [p.id, Number(p.priceCents)]));
+}
+
+/**
+ * InvalidArgument carrying both a reason (for programs) and the offending fields (for people):
+ * the request is well-formed but refers to something that does not exist.
+ */
+function badReference(reason: string, violations: readonly FieldViolation[], metadata: Record<string, string> = {}): ConnectError {
+  const bad = invalidArgument(violations);
+  const info = domainError(Code.InvalidArgument, reason, bad.rawMessage, "orders", metadata);
+  return new ConnectError(bad.rawMessage, Code.InvalidArgument, undefined, [...info.details, ...bad.details]);
+}

@@ -1,0 +1,12 @@
+import { Code } from "@connectrpc/connect";
+import type { ModuleStorage } from "../../../platform/module.ts";
+import { domainError } from "../../../platform/rpc/errors.ts";
+import type { Order } from "../domain/order.ts";
+import { orderStore } from "../db/store.ts";
+
+/** One order with its lines, or NotFound (`order-not-found`). */
+export function getOrder(storage: ModuleStorage, id: string): Order {
+  const o = orderStore.byId(storage.db, id);
+  if (!o) throw domainError(Code.NotFound, "order-not-found", `order ${id} does not exist`, "orders", { orderId: id });
+  return o;
+}
