@@ -7,7 +7,7 @@ import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { childSpan, formatTraceparent, parseTraceparent, type Tracer } from "../observability/trace.ts";
 import { toPublicError } from "../rpc/errors.ts";
-import { errorResponse } from "./errors.ts";
+import { errorBody, errorResponse } from "./errors.ts";
 
 export interface HttpAppOptions {
   logger: Logger;
@@ -41,7 +41,8 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
     "*",
     bodyLimit({
       maxSize: opts.maxBodyBytes,
-      onError: (c) => errorResponse(c, new ConnectError(`request body exceeds ${opts.maxBodyBytes} bytes`, Code.ResourceExhausted)),
+      // 413 is what HTTP clients and proxies understand for this; the body keeps the one error shape.
+      onError: (c) => c.json(errorBody(new ConnectError(`request body exceeds ${opts.maxBodyBytes} bytes (http.maxBodyBytes)`, Code.ResourceExhausted)), 413),
     }),
   );
 

@@ -27,3 +27,9 @@ export const IdempotencyKey = z.string().min(1, "must not be empty").max(200, "m
 
 /** An order id: a non-empty string. */
 export const OrderId = id;
+
+/** The RPC's `idempotencyKey` field; the caller maps an empty key (proto default) to undefined. */
+export const IdempotencyKeyField = z.object({ idempotencyKey: IdempotencyKey.optional() });
+
+/** The REST `Idempotency-Key` header: absent means no idempotency; present, it must be 1..200 characters. */
+export const IdempotencyKeyHeader = z.object({ "Idempotency-Key": IdempotencyKey.optional() });

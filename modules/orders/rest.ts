@@ -1,0 +1,33 @@
+import type { Hono } from "hono";
+import { jsonBody, parseOrThrow } from "../../platform/http/validate.ts";
+import { IdempotencyKeyHeader, OrderId, PlaceOrderInput } from "./commands/inputs.ts";
+import { placeOrder, type PlaceOrderDeps } from "./commands/place-order.ts";
+import type { Order } from "./domain/order.ts";
+import { getOrder } from "./queries/get-order.ts";
+
+/** The public JSON shape of an order; `reason` only when there is one. */
+function toJson(o: Order) {
+  return {
+    id: o.id,
+    customerId: o.customerId,
+    status: o.status,
+    totalCents: o.totalCents,
+    lines: o.lines.map((l) => ({ productId: l.productId, quantity: l.quantity, unitPriceCents: l.unitPriceCents, lineTotalCents: l.lineTotalCents })),
+    ...(o.reason ? { reason: o.reason } : {}),
+    createdAt: new Date(o.createdAt).toISOString(),
+  };
+}
+
+/** `POST /api/v1/orders` (optional `Idempotency-Key` header), `GET /api/v1/orders/{id}`. */
+export function ordersRoutes(deps: PlaceOrderDeps) {
+  return (app: Hono) => {
+    app.post("/api/v1/orders", async (c) => {
+      const key = parseOrThrow(IdempotencyKeyHeader, { "Idempotency-Key": c.req.header("Idempotency-Key") })["Idempotency-Key"];
+      const { order, replayed } = await placeOrder(deps, await jsonBody(c, PlaceOrderInput), key);
+      // A replay answers as the first request did (202, same id); the header tells a client which it got.
+      if (replayed) c.header("Idempotent-Replayed", "true");
+      return c.json({ id: order.id, status: order.status }, 202);
+    });
+    app.get("/api/v1/orders/:id", (c) => c.json(toJson(getOrder(deps.storage, parseOrThrow(OrderId, c.req.param("id"))))));
+  };
+}

@@ -1,0 +1,322 @@
+/**
+ * End-to-end harness: runs the real binary (`bun main.ts`) as a child process on a temp data dir
+ * and talks to it over real HTTP.
+ *
+ * The e2e suites run in the Bun pass of `bun run test` only (`describe.skipIf(!isBun)`): the
+ * server under test is the same Bun child process whichever runtime runs vitest, so running the
+ * files under Node as well would only double the wall time. Running them under Bun also lets a
+ * test open a module's SQLite file read-only with `bun:sqlite` (see `tableCounts`).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** True when vitest itself runs on Bun (`bun --bun vitest`). */
+export const isBun = typeof (process.versions as Record<string, string | undefined>).bun === "string";
+
+/** Repository root (where main.ts lives). */
+export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A fresh, empty data dir for a server. */
+export function tempDir(prefix = "selaras-e2e-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface StartOptions {
+  /** Data dir to use; a fresh temp dir when omitted. */
+  dataDir?: string;
+  /** Extra environment variables for the child. */
+  env?: Record<string, string>;
+  /** Extra command-line arguments, after the harness's own. */
+  args?: string[];
+  /** How long to wait for the `listening` log line, in ms. */
+  startTimeoutMs?: number;
+}
+
+export interface RunningServer {
+  /** Base URL, e.g. `http://127.0.0.1:43121`. */
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly proc: ChildProcess;
+  /** Every stdout line so far (JSON log lines). */
+  readonly logs: string[];
+  /** Every stderr line so far. */
+  readonly stderr: string[];
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Sends a signal (e.g. `SIGKILL` to simulate a crash) and resolves once the process is gone. */
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Graceful stop: SIGTERM, wait for exit (SIGKILL after `timeoutMs`). */
+  stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Parsed JSON log entries (non-JSON lines skipped). */
+  entries(): Array<Record<string, unknown>>;
+}
+
+// Children still alive, so a crashing test run never leaves servers behind (see the exit hook).
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of live) p.kill("SIGKILL");
+});
+
+function tail(lines: readonly string[], n = 20): string {
+  return lines.slice(-n).join("\n");
+}
+
+/** Splits a stream into lines, calling `onLine` for each complete one. */
+function lineReader(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  stream.on("end", () => {
+    if (buf) onLine(buf);
+  });
+}
+
+/**
+ * Starts `bun main.ts --port 0 --data-dir <dir> --log-level info` and resolves once it logs
+ * `listening`. Fails with the tail of stdout and stderr when it exits or does not listen in time.
+ * @example const srv = await startServer(); await fetch(`${srv.url}/healthz`); await srv.stop();
+ */
+export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
+  const dataDir = opts.dataDir ?? tempDir();
+  // SELARAS_* from the developer's shell must not change what the test runs against.
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SELARAS_") && k !== "PORT" && k !== "HOST") env[k] = v;
+  Object.assign(env, opts.env);
+  const args = ["main.ts", "--port", "0", "--data-dir", dataDir, "--log-level", "info", ...(opts.args ?? [])];
+  const proc = spawn("bun", args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  live.add(proc);
+  const logs: string[] = [];
+  const stderr: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.once("exit", (code, signal) => {
+      live.delete(proc);
+      resolve({ code, signal });
+    });
+  });
+  // A spawn failure (bun not on PATH) surfaces as an "error" event, not an exit.
+  const spawnError = new Promise<Error>((resolve) => proc.once("error", resolve));
+
+  let onListening: (v: { port: number; url: string }) => void = () => {};
+  const listening = new Promise<{ port: number; url: string }>((r) => (onListening = r));
+  lineReader(proc.stdout!, (line) => {
+    logs.push(line);
+    if (!line.includes('"listening"')) return;
+    try {
+      const e = JSON.parse(line) as { msg?: string; port?: number; url?: string };
+      if (e.msg === "listening" && typeof e.port === "number") onListening({ port: e.port, url: e.url ?? `http://127.0.0.1:${e.port}` });
+    } catch {
+      // not a log entry
+    }
+  });
+  lineReader(proc.stderr!, (line) => stderr.push(line));
+
+  const timeoutMs = opts.startTimeoutMs ?? 20_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeoutMs)));
+  const first = await Promise.race([listening, exited.then((e) => ({ exited: e })), spawnError.then((err) => ({ err })), timeout]);
+  clearTimeout(timer);
+  if (first === "timeout" || "exited" in first || "err" in first) {
+    proc.kill("SIGKILL");
+    await Promise.race([exited, spawnError]);
+    const why = first === "timeout" ? `did not log "listening" within ${timeoutMs} ms` : "exited" in first ? `exited early (code ${first.exited.code}, signal ${first.exited.signal})` : `could not be spawned: ${first.err.message}`;
+    throw new Error(`server ${why}\n--- stdout tail ---\n${tail(logs)}\n--- stderr tail ---\n${tail(stderr)}`);
+  }
+  const { port, url } = first;
+
+  const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    return exited;
+  };
+  return {
+    url,
+    port,
+    dataDir,
+    proc,
+    logs,
+    stderr,
+    exited,
+    kill,
+    async stop(stopTimeoutMs = 10_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill("SIGTERM");
+      let t: ReturnType<typeof setTimeout> | undefined;
+      const forced = new Promise<void>((r) => (t = setTimeout(r, stopTimeoutMs)));
+      const res = await Promise.race([exited, forced.then(() => undefined)]);
+      clearTimeout(t);
+      if (res) return res;
+      return kill("SIGKILL");
+    },
+    entries() {
+      const out: Array<Record<string, unknown>> = [];
+      for (const l of [...logs, ...stderr]) {
+        try {
+          out.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          // skip
+        }
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Keeps track of the servers a test file starts and of its temp dirs, so `afterAll(pool.dispose)`
+ * stops every one of them (SIGKILL if need be) and deletes the dirs even when a test failed.
+ */
+export function serverPool() {
+  const servers = new Set<RunningServer>();
+  const dirs = new Set<string>();
+  return {
+    async start(opts: StartOptions = {}): Promise<RunningServer> {
+      if (!opts.dataDir) {
+        opts = { ...opts, dataDir: tempDir() };
+        dirs.add(opts.dataDir!);
+      }
+      const s = await startServer(opts);
+      servers.add(s);
+      void s.exited.then(() => servers.delete(s));
+      return s;
+    },
+    /** A temp dir removed by `dispose`. */
+    dir(): string {
+      const d = tempDir();
+      dirs.add(d);
+      return d;
+    },
+    async dispose(): Promise<void> {
+      await Promise.all([...servers].map((s) => s.stop(5_000)));
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A parsed HTTP reply. `body` is the JSON body, or the raw text when it is not JSON. */
+export interface Reply<T = any> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: T;
+  readonly text: string;
+}
+
+export interface RequestOptions {
+  /** Sent as JSON (`content-type: application/json`). */
+  json?: unknown;
+  /** Sent as is (for malformed or oversized bodies). */
+  raw?: string | Uint8Array;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/**
+ * JSON helpers bound to a base URL.
+ * @example const r = await api(srv.url).post("/api/v1/products", { sku: "A", name: "a", priceCents: 1 });
+ */
+export function api(base: string) {
+  async function request<T = any>(method: string, path: string, opts: RequestOptions = {}): Promise<Reply<T>> {
+    const headers: Record<string, string> = { ...opts.headers };
+    let body: string | Uint8Array | undefined;
+    if (opts.json !== undefined) {
+      body = JSON.stringify(opts.json);
+      headers["content-type"] ??= "application/json";
+    } else if (opts.raw !== undefined) {
+      body = opts.raw;
+      headers["content-type"] ??= "application/json";
+    }
+    const res = await fetch(base + path, { method, headers, body: body as BodyInit | undefined, signal: opts.signal });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, headers: res.headers, body: parsed as T, text };
+  }
+  return {
+    request,
+    get: <T = any>(path: string, opts?: RequestOptions) => request<T>("GET", path, opts),
+    post: <T = any>(path: string, json?: unknown, opts?: RequestOptions) => request<T>("POST", path, { ...opts, json }),
+    put: <T = any>(path: string, json?: unknown, opts?: RequestOptions) => request<T>("PUT", path, { ...opts, json }),
+  };
+}
+export type Api = ReturnType<typeof api>;
+
+/** One sample of a Prometheus text exposition. */
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Parses Prometheus text format into samples (comments skipped). */
+export function parseMetrics(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[4]) });
+  }
+  return out;
+}
+
+/**
+ * Resolves true once every outbox is drained and every consumer has caught up, as the server
+ * itself reports on /metrics; undefined otherwise (for `waitFor`). The backlog gauge must be
+ * present, so a server that stopped exporting it cannot look settled.
+ */
+export async function settledProbe(base: string): Promise<true | undefined> {
+  const res = await fetch(`${base}/metrics`);
+  if (res.status !== 200) return undefined;
+  const samples = parseMetrics(await res.text());
+  const backlog = samples.filter((s) => s.name === "selaras_outbox_backlog");
+  const lag = samples.filter((s) => s.name === "selaras_consumer_lag_events");
+  if (backlog.length === 0) return undefined;
+  return [...backlog, ...lag].every((s) => s.value === 0) ? true : undefined;
+}
+
+/** A valid W3C traceparent with random ids. */
+export function randomTraceparent(): { header: string; traceId: string } {
+  const hex = (n: number) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const traceId = hex(16);
+  return { header: `00-${traceId}-${hex(8)}-01`, traceId };
+}
+
+/**
+ * Opens a module's SQLite file read-only with bun:sqlite (Bun only: the e2e suites run in the Bun
+ * pass) and runs `fn`. Read-only access cannot disturb the server, which may still be running.
+ */
+export async function withReadonlyDb<T>(file: string, fn: (db: import("bun:sqlite").Database) => T): Promise<T> {
+  const specifier = "bun:sqlite"; // in a variable so Node never tries to resolve it
+  const { Database } = (await import(specifier)) as typeof import("bun:sqlite");
+  const db = new Database(file, { readonly: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** Row count of every table in a SQLite file, by table name: a fingerprint of "was anything written". */
+export async function tableCounts(file: string): Promise<Record<string, number>> {
+  return withReadonlyDb(file, (db) => {
+    const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all();
+    const out: Record<string, number> = {};
+    for (const { name } of tables) out[name] = db.query<{ n: number }, []>(`SELECT count(*) AS n FROM "${name}"`).get()!.n;
+    return out;
+  });
+}
