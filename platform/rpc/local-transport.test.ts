@@ -5,6 +5,16 @@ import { CatalogService, ProductSchema } from "../../gen/catalog/v1/catalog_pb.t
 import { domainError, errorReason } from "./errors.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./local-transport.ts";
 
+/** The ConnectError a call fails with; fails the test if the call succeeds. */
+function failure(p: Promise<unknown>): Promise<ConnectError> {
+  return p.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (e: unknown) => ConnectError.from(e),
+  );
+}
+
 // A fake catalog: the transport is what is under test, not the module.
 function setup(impl: Parameters<LocalServiceRegistry["register"]>[1], interceptors: Interceptor[] = [], defaultTimeoutMs?: number) {
   const registry = new LocalServiceRegistry();
@@ -40,10 +50,10 @@ describe("in-process transport", () => {
         throw new Error("database password is hunter2");
       },
     });
-    const notFound = await client.getProduct({ id: "missing" }).catch((e: ConnectError) => e);
+    const notFound = await failure(client.getProduct({ id: "missing" }));
     expect(notFound.code).toBe(Code.NotFound);
     expect(errorReason(notFound)).toBe("product-not-found");
-    const internal = await client.getProduct({ id: "x" }).catch((e: ConnectError) => e);
+    const internal = await failure(client.getProduct({ id: "x" }));
     expect(internal.code).toBe(Code.Internal);
     expect(internal.message).not.toContain("hunter2");
     expect(String(errors[0])).toContain("hunter2"); // the cause is logged, not returned
@@ -56,14 +66,14 @@ describe("in-process transport", () => {
         return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => ((aborted = true), reject(ctx.signal.reason))));
       },
     });
-    const err = await client.getProduct({ id: "x" }, { timeoutMs: 20 }).catch((e: ConnectError) => e);
+    const err = await failure(client.getProduct({ id: "x" }, { timeoutMs: 20 }));
     expect(err.code).toBe(Code.DeadlineExceeded);
     expect(aborted).toBe(true);
   });
 
   it("applies the default deadline when the caller sets none", async () => {
     const { client } = setup({ getProduct: () => new Promise(() => {}) }, [], 20);
-    const err = await client.getProduct({ id: "x" }).catch((e: ConnectError) => e);
+    const err = await failure(client.getProduct({ id: "x" }));
     expect(err.code).toBe(Code.DeadlineExceeded);
   });
 
@@ -82,7 +92,7 @@ describe("in-process transport", () => {
 
   it("answers Unimplemented for a method the module does not implement", async () => {
     const { client } = setup({});
-    const err = await client.getProducts({ ids: [] }).catch((e: ConnectError) => e);
+    const err = await failure(client.getProducts({ ids: [] }));
     expect(err.code).toBe(Code.Unimplemented);
   });
 });
