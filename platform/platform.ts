@@ -188,7 +188,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   const pruneTimer = setInterval(() => {
     const outboxBefore = Date.now() - config.outbox.retentionHours * 3_600_000;
     const busBefore = Date.now() - config.bus.retentionHours * 3_600_000;
-    for (const s of storages.values()) s.prune(outboxBefore).catch((err) => logger.warn("outbox prune failed", { module: s.module, err }));
+    for (const s of storages.values()) s.prune(outboxBefore, busBefore).catch((err) => logger.warn("outbox prune failed", { module: s.module, err }));
     bus.prune(busBefore).catch((err) => logger.warn("bus prune failed", { err }));
   }, config.outbox.pruneIntervalMs);
   pruneTimer.unref?.();

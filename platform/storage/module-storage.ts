@@ -184,11 +184,15 @@ export class SqliteModuleStorage implements ModuleStorage {
     });
   }
 
-  /** Deletes published outbox rows and inbox entries older than `before` (ms). */
-  prune(before: number): Promise<{ outbox: number; inbox: number }> {
+  /**
+   * Deletes published outbox rows older than `outboxBefore` and inbox entries older than
+   * `inboxBefore` (ms). The inbox must outlive the bus's retention: an event the bus can still
+   * redeliver must still be recognised as processed.
+   */
+  prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }> {
     return this.transactInternal(() => ({
-      outbox: this.conn.prepare("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ?").run(before).changes,
-      inbox: this.conn.prepare("DELETE FROM selaras_inbox WHERE processed_at < ?").run(before).changes,
+      outbox: this.conn.prepare("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ?").run(outboxBefore).changes,
+      inbox: this.conn.prepare("DELETE FROM selaras_inbox WHERE processed_at < ?").run(inboxBefore).changes,
     }));
   }
 

@@ -17,7 +17,7 @@ export async function registerCustomer(storage: ModuleStorage, input: RegisterCu
     const customer = newCustomer({ id: newId(), ...input, now: Date.now() });
     if (customerStore.byEmail(tx.db, customer.email)) throw domainError(Code.AlreadyExists, "email-taken", `email ${customer.email} is already used by another customer`, "customers", { email: customer.email });
     customerStore.insert(tx.db, customer);
-
+    customerRegistered(tx, customer);
     return customer;
   });
 }
