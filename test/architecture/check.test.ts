@@ -23,6 +23,12 @@ describe("import forms", () => {
     expect(rulesOf(command, `// line 1\n${statement}\n`)).toEqual(["2 module-imports-module"]);
   });
 
+  it("lets a module's tests, and only its tests, use the shared test helpers", () => {
+    const statement = 'import { waitFor } from "../../test/support/platform.ts";';
+    expect(rulesOf("modules/orders/orders.contract.test.ts", statement)).toEqual([]);
+    expect(rulesOf("modules/orders/rpc.ts", statement)).toEqual(["1 module-imports-outside"]);
+  });
+
   it("reports the line of the specifier in a multi-line import", () => {
     expect(rulesOf(command, 'import {\n  a,\n  b,\n} from "../../catalog/index.ts";')).toEqual(["4 module-imports-module"]);
   });

@@ -55,7 +55,7 @@ export function checkFile(file: string, text: string): Violation[] {
     const other = target && (moduleOf(target) ?? migrationsOf(target));
     if (other && other !== module) {
       report(ref.line, "module-imports-module", `imports "${ref.specifier}" of module "${other}"; reach it through its generated client or its events`);
-    } else if (target && !other && !["gen", "platform"].some((dir) => within(target, dir))) {
+    } else if (target && !other && !allowedOutside(file).some((dir) => within(target, dir))) {
       report(ref.line, "module-imports-outside", `imports "${ref.specifier}" (${target}), outside modules/${module}, gen/ and platform/`);
     }
     const io = within(file, `modules/${module}/domain`) && ioReason(module, ref.specifier, target);
@@ -67,6 +67,11 @@ export function checkFile(file: string, text: string): Violation[] {
     }
   }
   return found.sort((a, b) => a.line - b.line);
+}
+
+/** Where a module file may import from outside its own folder: contracts, the platform, and — for tests only — the shared test helpers. */
+function allowedOutside(file: string): string[] {
+  return /\.test\.[cm]?[jt]sx?$/.test(file) ? ["gen", "platform", "test/support"] : ["gen", "platform"];
 }
 
 // Libraries that do I/O or belong to an adapter (storage, HTTP, RPC, bus, protobuf).
