@@ -2,6 +2,7 @@
  * The modules this binary knows, in start order. `main.ts` imports only their manifests.
  */
 import catalog from "./modules/catalog/index.ts";
+import customers from "./modules/customers/index.ts";
 import type { ModuleManifest } from "./platform/module.ts";
 
-export const allModules: readonly ModuleManifest<any>[] = [catalog];
+export const allModules: readonly ModuleManifest<any>[] = [catalog, customers];
