@@ -3,6 +3,8 @@
  */
 import catalog from "./modules/catalog/index.ts";
 import customers from "./modules/customers/index.ts";
+import orderHistory from "./modules/order-history/index.ts";
+import orders from "./modules/orders/index.ts";
 import type { ModuleManifest } from "./platform/module.ts";
 
-export const allModules: readonly ModuleManifest<any>[] = [catalog, customers];
+export const allModules: readonly ModuleManifest<any>[] = [catalog, customers, orders, orderHistory];

@@ -170,9 +170,13 @@ describe("order-history contract", () => {
         },
       ],
     });
-    const unknown = await t.platform.fetch(new Request(`http://test/api/v1/customers/${newId()}/orders`));
+    const stranger = newId();
+    const unknown = await t.platform.fetch(new Request(`http://test/api/v1/customers/${stranger}/orders`));
     expect(unknown.status).toBe(200);
-    expect((await unknown.json()).orders).toEqual([]);
+    expect(await unknown.json()).toEqual({ customerId: stranger, orders: [] });
+    const bad = await t.platform.fetch(new Request(`http://test/api/v1/customers/${"x".repeat(65)}/orders`));
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain("customerId");
   });
 });
 
