@@ -18,14 +18,20 @@ export function domainError(code: Code, reason: string, message: string, domain:
 }
 
 /**
- * An InvalidArgument error that names every bad field.
+ * An InvalidArgument error that names every bad field; with `info`, it also carries a domain
+ * reason (for programs) — e.g. a well-formed request that refers to something that does not exist.
  * @example throw invalidArgument([{ field: "priceCents", description: "must be a non-negative integer" }])
+ * @example throw invalidArgument([{ field: "customerId", description: "does not exist" }], { reason: "customer-not-found", domain: "orders" })
  */
-export function invalidArgument(violations: readonly FieldViolation[]): ConnectError {
+export function invalidArgument(
+  violations: readonly FieldViolation[],
+  info?: { reason: string; domain: string; metadata?: Record<string, string> },
+): ConnectError {
   const message = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new ConnectError(message, Code.InvalidArgument, undefined, [
-    { desc: BadRequestSchema, value: { fieldViolations: violations.map((v) => ({ ...v })) } },
-  ]);
+  const details: ConstructorParameters<typeof ConnectError>[3] = [];
+  if (info) details.push({ desc: ErrorInfoSchema, value: { reason: info.reason, domain: info.domain, metadata: info.metadata ?? {} } });
+  details.push({ desc: BadRequestSchema, value: { fieldViolations: violations.map((v) => ({ ...v })) } });
+  return new ConnectError(message, Code.InvalidArgument, undefined, details);
 }
 
 /** The kebab-case reason of a domain error, if it carries one. */

@@ -34,17 +34,18 @@ export async function bootModules(modules: readonly ModuleManifest<any>[], overr
 }
 
 /**
- * Polls `probe` until it returns a value that is not undefined/false, or fails after `timeoutMs`
+ * Polls `probe` until it returns a value — anything but `undefined`, `null`, `false` or `""`
+ * (so `x?.name && x` keeps waiting while the name is still empty) — or fails after `timeoutMs`
  * with the last value seen. Never a bare sleep.
  * @example const order = await waitFor(() => history.find((o) => o.id === id));
  */
-export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+export async function waitFor<T>(probe: () => T | undefined | null | false | "" | Promise<T | undefined | null | false | "">, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   let last: unknown;
   for (;;) {
     try {
       const v = await probe();
-      if (v !== undefined && v !== false) return v;
+      if (v !== undefined && v !== null && v !== false && v !== "") return v as T;
       last = v;
     } catch (err) {
       last = err;

@@ -2,10 +2,9 @@ import { createHash } from "node:crypto";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { CatalogService } from "../../../gen/catalog/v1/catalog_pb.ts";
 import type { CustomerService } from "../../../gen/customers/v1/customers_pb.ts";
-import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/selaras/v1/errors_pb.ts";
 import { newId } from "../../../platform/ids.ts";
 import type { ModuleStorage, SqliteDb } from "../../../platform/module.ts";
-import { domainError, type FieldViolation } from "../../../platform/rpc/errors.ts";
+import { domainError, invalidArgument, type FieldViolation } from "../../../platform/rpc/errors.ts";
 import { newOrder, priceLines, requestFingerprint, type Order } from "../domain/order.ts";
 import { idempotencyStore, orderStore } from "../db/store.ts";
 import { orderCreated } from "../events/publish.ts";
@@ -98,14 +97,7 @@ async function lookUp(deps: PlaceOrderDeps, input: PlaceOrderInput): Promise<Map
   return new Map(catalog.products.map((p) => [p.id, Number(p.priceCents)]));
 }
 
-/**
- * InvalidArgument carrying both a reason (for programs) and the offending fields (for people):
- * the request is well-formed but refers to something that does not exist.
- */
+/** InvalidArgument with a reason: the request is well-formed but refers to something that does not exist. */
 function badReference(reason: string, violations: readonly FieldViolation[], metadata: Record<string, string> = {}): ConnectError {
-  const message = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new ConnectError(message, Code.InvalidArgument, undefined, [
-    { desc: ErrorInfoSchema, value: { reason, domain: "orders", metadata } },
-    { desc: BadRequestSchema, value: { fieldViolations: violations.map((v) => ({ ...v })) } },
-  ]);
+  return invalidArgument(violations, { reason, domain: "orders", metadata });
 }
