@@ -215,7 +215,9 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         port: config.port,
         hostname: config.host,
         idleTimeout: config.http.idleTimeoutSeconds,
-        maxRequestBodySize: config.http.maxBodyBytes + 1024,
+        // Bun's own cap answers an empty 413; keep it well above http.maxBodyBytes so the app's
+        // limit (413 in the one error shape) is what clients normally meet.
+        maxRequestBodySize: Math.max(config.http.maxBodyBytes * 16, 16 * 1024 * 1024),
         fetch: (req) => http.app.fetch(req),
       });
       server = s;

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { jsonBody, parseOrThrow } from "../../platform/http/validate.ts";
+import { jsonBody, pathParam } from "../../platform/http/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import { createProduct } from "./commands/create-product.ts";
 import { CreateProductInput, ProductId, UpdateProductInput } from "./commands/inputs.ts";
@@ -24,9 +24,9 @@ function toJson(p: Product) {
 export function catalogRoutes(storage: ModuleStorage) {
   return (app: Hono) => {
     app.post("/api/v1/products", async (c) => c.json(toJson(await createProduct(storage, await jsonBody(c, CreateProductInput))), 201));
-    app.get("/api/v1/products/:id", (c) => c.json(toJson(getProduct(storage, parseOrThrow(ProductId, c.req.param("id"))))));
+    app.get("/api/v1/products/:id", (c) => c.json(toJson(getProduct(storage, pathParam(c, "id", ProductId)))));
     app.put("/api/v1/products/:id", async (c) => {
-      const id = parseOrThrow(ProductId, c.req.param("id"));
+      const id = pathParam(c, "id", ProductId);
       return c.json(toJson(await updateProduct(storage, id, await jsonBody(c, UpdateProductInput))));
     });
   };

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { jsonBody, parseOrThrow } from "../../platform/http/validate.ts";
+import { jsonBody, pathParam } from "../../platform/http/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import { CustomerId, RegisterCustomerInput } from "./commands/inputs.ts";
 import { registerCustomer } from "./commands/register-customer.ts";
@@ -24,6 +24,6 @@ function toJson(c: Customer) {
 export function customersRoutes(storage: ModuleStorage) {
   return (app: Hono) => {
     app.post("/api/v1/customers", async (c) => c.json(toJson(await registerCustomer(storage, await jsonBody(c, RegisterCustomerInput))), 201));
-    app.get("/api/v1/customers/:id", (c) => c.json(toJson(getCustomer(storage, parseOrThrow(CustomerId, c.req.param("id"))))));
+    app.get("/api/v1/customers/:id", (c) => c.json(toJson(getCustomer(storage, pathParam(c, "id", CustomerId)))));
   };
 }

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { jsonBody, parseOrThrow } from "../../platform/http/validate.ts";
+import { jsonBody, parseOrThrow, pathParam } from "../../platform/http/validate.ts";
 import { IdempotencyKeyHeader, OrderId, PlaceOrderInput } from "./commands/inputs.ts";
 import { placeOrder, type PlaceOrderDeps } from "./commands/place-order.ts";
 import type { Order } from "./domain/order.ts";
@@ -28,6 +28,6 @@ export function ordersRoutes(deps: PlaceOrderDeps) {
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json({ id: order.id, status: order.status }, 202);
     });
-    app.get("/api/v1/orders/:id", (c) => c.json(toJson(getOrder(deps.storage, parseOrThrow(OrderId, c.req.param("id"))))));
+    app.get("/api/v1/orders/:id", (c) => c.json(toJson(getOrder(deps.storage, pathParam(c, "id", OrderId)))));
   };
 }

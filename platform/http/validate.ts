@@ -9,12 +9,15 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out || "(body)";
 }
 
-/** One violation per bad field (the first problem zod found with it). */
+/** One violation per bad field (the first problem zod found with it); each unknown key is its own field. */
 export function violationsOf(error: z.ZodError): FieldViolation[] {
   const byField = new Map<string, string>();
+  const add = (field: string, description: string) => {
+    if (!byField.has(field)) byField.set(field, description);
+  };
   for (const i of error.issues) {
-    const field = fieldPath(i.path);
-    if (!byField.has(field)) byField.set(field, i.message);
+    if (i.code === "unrecognized_keys") for (const key of i.keys) add(fieldPath([...i.path, key]), "unknown field");
+    else add(fieldPath(i.path), i.message);
   }
   return [...byField].map(([field, description]) => ({ field, description }));
 }
@@ -26,6 +29,16 @@ export function violationsOf(error: z.ZodError): FieldViolation[] {
 export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw invalidArgument(violationsOf(r.error));
+  return r.data;
+}
+
+/**
+ * Reads and validates one path parameter; a bad value is InvalidArgument naming the parameter.
+ * @example const id = pathParam(c, "id", ProductId);
+ */
+export function pathParam<S extends z.ZodType>(c: Context, name: string, schema: S): z.output<S> {
+  const r = schema.safeParse(c.req.param(name));
+  if (!r.success) throw invalidArgument(violationsOf(r.error).map((v) => ({ field: v.field === "(body)" ? name : `${name}.${v.field}`, description: v.description })));
   return r.data;
 }
 

@@ -31,6 +31,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Extra command-line arguments, after the harness's own. */
   args?: string[];
+  /** Script run by `bun`, relative to the repo root; default `main.ts`. */
+  entry?: string;
   /** How long to wait for the `listening` log line, in ms. */
   startTimeoutMs?: number;
 }
@@ -93,13 +95,15 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SELARAS_") && k !== "PORT" && k !== "HOST") env[k] = v;
   Object.assign(env, opts.env);
-  const args = ["main.ts", "--port", "0", "--data-dir", dataDir, "--log-level", "info", ...(opts.args ?? [])];
+  const entry = opts.entry ?? "main.ts";
+  const args = [entry, "--port", "0", "--data-dir", dataDir, "--log-level", "info", ...(opts.args ?? [])];
   const proc = spawn("bun", args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   live.add(proc);
   const logs: string[] = [];
   const stderr: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.once("exit", (code, signal) => {
+    // "close", not "exit": it comes after stdout and stderr are drained, so the logs are complete.
+    proc.once("close", (code, signal) => {
       live.delete(proc);
       resolve({ code, signal });
     });
@@ -234,7 +238,7 @@ export function api(base: string) {
       body = opts.raw;
       headers["content-type"] ??= "application/json";
     }
-    const res = await fetch(base + path, { method, headers, body: body as BodyInit | undefined, signal: opts.signal });
+    const res = await fetch(base + path, { method, headers, body: body as RequestInit["body"], signal: opts.signal });
     const text = await res.text();
     let parsed: unknown = text;
     try {

@@ -1,0 +1,267 @@
+/**
+ * The public contract (PRODUCT.md) over real HTTP against the real binary: REST for products,
+ * customers, orders and the order-history read model; idempotent order placement; health,
+ * readiness and metrics; Connect-RPC on the same port; trace context propagation.
+ *
+ * Bun pass only: see the note in harness.ts.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetProductRequestSchema, GetProductResponseSchema } from "../../gen/catalog/v1/catalog_pb.ts";
+import { waitFor } from "../support/platform.ts";
+import { api, isBun, parseMetrics, randomTraceparent, serverPool, settledProbe, type Api, type RunningServer } from "./harness.ts";
+
+describe.skipIf(!isBun)("public contract over HTTP (e2e)", () => {
+  const pool = serverPool();
+  let srv: RunningServer;
+  let http: Api;
+  // Unique per run, so skus and emails never collide with another test's.
+  const run = Math.random().toString(36).slice(2, 8);
+
+  beforeAll(async () => {
+    srv = await pool.start();
+    http = api(srv.url);
+  });
+  afterAll(() => pool.dispose());
+
+  const newProduct = async (name: string, priceCents: number) => {
+    const r = await http.post("/api/v1/products", { sku: `${run}-${name}`.replace(/\s/g, "_"), name, priceCents });
+    expect(r.status, r.text).toBe(201);
+    return r.body as { id: string; sku: string; name: string; priceCents: number; version: number };
+  };
+  const newCustomer = async (name: string, creditLimitCents = 1_000_000) => {
+    const r = await http.post("/api/v1/customers", { email: `${name.toLowerCase().replace(/\W/g, "")}.${run}@example.com`, name, creditLimitCents });
+    expect(r.status, r.text).toBe(201);
+    return r.body as { id: string; email: string; name: string; creditLimitCents: number };
+  };
+  const history = async (customerId: string) => {
+    const r = await http.get(`/api/v1/customers/${customerId}/orders`);
+    expect(r.status, r.text).toBe(200);
+    return r.body as { customerId: string; orders: Array<{ id: string; status: string; totalCents: number; customerName: string; lines: Array<{ productId: string; productName: string; quantity: number; unitPriceCents: number }> }> };
+  };
+
+  describe("products", () => {
+    it("creates, reads and updates a product", async () => {
+      const created = await newProduct("Kopi Luwak", 2500);
+      expect(created).toMatchObject({ sku: `${run}-Kopi_Luwak`, name: "Kopi Luwak", priceCents: 2500, version: 1 });
+      expect(typeof created.id).toBe("string");
+
+      const got = await http.get(`/api/v1/products/${created.id}`);
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ id: created.id, name: "Kopi Luwak", priceCents: 2500 });
+
+      const updated = await http.put(`/api/v1/products/${created.id}`, { priceCents: 2700 });
+      expect(updated.status, updated.text).toBe(200);
+      expect(updated.body).toMatchObject({ id: created.id, name: "Kopi Luwak", priceCents: 2700, version: 2 });
+      expect((await http.get(`/api/v1/products/${created.id}`)).body).toMatchObject({ priceCents: 2700, version: 2 });
+    });
+
+    it("answers an unknown product with 404 and the Connect error shape", async () => {
+      const r = await http.get("/api/v1/products/no-such-product");
+      expect(r.status).toBe(404);
+      expect(r.headers.get("content-type")).toMatch(/application\/json/);
+      expect(r.body).toMatchObject({ code: "not_found", message: expect.any(String), details: expect.any(Array) });
+    });
+
+    it("rejects a taken sku with 409 already_exists", async () => {
+      const p = await newProduct("Teh", 900);
+      const r = await http.post("/api/v1/products", { sku: p.sku, name: "Teh lain", priceCents: 1 });
+      expect(r.status).toBe(409);
+      expect(r.body.code).toBe("already_exists");
+    });
+  });
+
+  describe("customers", () => {
+    it("registers and reads a customer", async () => {
+      const c = await newCustomer("Siti Rahma", 50_000);
+      expect(c).toMatchObject({ name: "Siti Rahma", creditLimitCents: 50_000, email: `sitirahma.${run}@example.com` });
+      const got = await http.get(`/api/v1/customers/${c.id}`);
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ id: c.id, name: "Siti Rahma", creditLimitCents: 50_000 });
+      const unknown = await http.get("/api/v1/customers/no-such-customer");
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.code).toBe("not_found");
+    });
+  });
+
+  describe("orders and the order-history read model", () => {
+    it("places an order (202 PENDING), prices it, and the read model shows it with names", async () => {
+      const kopi = await newProduct("Kopi Toraja", 3100);
+      const gula = await newProduct("Gula Aren", 450);
+      const budi = await newCustomer("Budi Santoso");
+
+      const placed = await http.post("/api/v1/orders", { customerId: budi.id, lines: [{ productId: kopi.id, quantity: 2 }, { productId: gula.id, quantity: 3 }] });
+      expect(placed.status, placed.text).toBe(202);
+      expect(placed.body).toMatchObject({ id: expect.any(String), status: "PENDING" });
+      const orderId = placed.body.id as string;
+
+      const got = await http.get(`/api/v1/orders/${orderId}`);
+      expect(got.status, got.text).toBe(200);
+      expect(got.body).toMatchObject({
+        id: orderId,
+        customerId: budi.id,
+        status: "PENDING",
+        totalCents: 2 * 3100 + 3 * 450,
+        lines: [
+          { productId: kopi.id, quantity: 2, unitPriceCents: 3100 },
+          { productId: gula.id, quantity: 3, unitPriceCents: 450 },
+        ],
+      });
+
+      const view = await waitFor(async () => (await history(budi.id)).orders.find((o) => o.id === orderId), { timeoutMs: 10_000, what: "the order in the read model" });
+      expect(view).toMatchObject({
+        id: orderId,
+        status: "PENDING",
+        totalCents: 7550,
+        customerName: "Budi Santoso",
+        lines: [
+          { productId: kopi.id, productName: "Kopi Toraja", quantity: 2, unitPriceCents: 3100 },
+          { productId: gula.id, productName: "Gula Aren", quantity: 3, unitPriceCents: 450 },
+        ],
+      });
+      expect((await history(budi.id)).customerId).toBe(budi.id);
+
+      // A rename reaches the read model; a price change does not re-price an order already placed.
+      const renamed = await http.put(`/api/v1/products/${kopi.id}`, { name: "Kopi Toraja Sapan", priceCents: 9999 });
+      expect(renamed.status, renamed.text).toBe(200);
+      const after = await waitFor(
+        async () => {
+          const o = (await history(budi.id)).orders.find((x) => x.id === orderId);
+          return o?.lines[0]?.productName === "Kopi Toraja Sapan" ? o : undefined;
+        },
+        { timeoutMs: 10_000, what: "the renamed product in the read model" },
+      );
+      expect(after.totalCents).toBe(7550);
+      expect(after.lines[0]).toMatchObject({ unitPriceCents: 3100, quantity: 2 });
+      expect((await http.get(`/api/v1/orders/${orderId}`)).body.totalCents).toBe(7550);
+    });
+
+    it("answers an unknown order with 404 not_found and an unknown customer's history with no orders", async () => {
+      const r = await http.get("/api/v1/orders/no-such-order");
+      expect(r.status).toBe(404);
+      expect(r.body.code).toBe("not_found");
+      const h = await history("no-such-customer");
+      expect(h).toEqual({ customerId: "no-such-customer", orders: [] });
+    });
+
+    it("replays an Idempotency-Key with the same body and rejects it with a different body", async () => {
+      const p = await newProduct("Sambal", 1200);
+      const q = await newProduct("Kerupuk", 300);
+      const dewi = await newCustomer("Dewi Lestari");
+      const key = `key-${run}-${Math.random()}`;
+      const body = { customerId: dewi.id, lines: [{ productId: p.id, quantity: 1 }] };
+
+      const first = await http.post("/api/v1/orders", body, { headers: { "Idempotency-Key": key } });
+      expect(first.status, first.text).toBe(202);
+      const again = await http.post("/api/v1/orders", body, { headers: { "Idempotency-Key": key } });
+      expect(again.status, again.text).toBe(202);
+      expect(again.body.id).toBe(first.body.id);
+
+      const other = await http.post("/api/v1/orders", { customerId: dewi.id, lines: [{ productId: q.id, quantity: 5 }] }, { headers: { "Idempotency-Key": key } });
+      expect(other.status, other.text).toBe(409);
+      expect(other.body).toMatchObject({ code: "already_exists", message: expect.any(String), details: expect.any(Array) });
+
+      // Exactly one order exists for the key: once everything has been projected, the customer
+      // has one order, the first one, unchanged by the rejected request.
+      await waitFor(() => settledProbe(srv.url), { timeoutMs: 10_000, what: "outbox and consumers to settle" });
+      const h = await history(dewi.id);
+      expect(h.orders.map((o) => o.id)).toEqual([first.body.id]);
+      expect(h.orders[0]).toMatchObject({ totalCents: 1200, lines: [{ productId: p.id, quantity: 1 }] });
+    });
+  });
+
+  describe("operations endpoints", () => {
+    it("reports liveness and readiness", async () => {
+      const live = await http.get("/healthz");
+      expect(live.status).toBe(200);
+      expect(live.body).toMatchObject({ status: "ok" });
+      const ready = await http.get("/readyz");
+      expect(ready.status, ready.text).toBe(200);
+      expect(ready.body).toMatchObject({ status: "ready" });
+    });
+
+    it("exports outbox, relay, consumer and HTTP metrics with real samples", async () => {
+      // Produce traffic of each kind first, so the samples exist.
+      const p = await newProduct("Metrik", 100);
+      const c = await newCustomer("Metrik Pelanggan");
+      const o = await http.post("/api/v1/orders", { customerId: c.id, lines: [{ productId: p.id, quantity: 1 }] });
+      expect(o.status, o.text).toBe(202);
+      await waitFor(() => settledProbe(srv.url), { timeoutMs: 10_000, what: "outbox and consumers to settle" });
+
+      const r = await http.get("/metrics");
+      expect(r.status).toBe(200);
+      expect(r.headers.get("content-type")).toMatch(/text\/plain/);
+      for (const name of ["selaras_outbox_backlog", "selaras_relay_lag_seconds", "selaras_consumer_lag_events", "selaras_http_request_duration_seconds"]) {
+        expect(r.text, name).toContain(`# TYPE ${name} `);
+      }
+      const samples = parseMetrics(r.text);
+      const one = (name: string, labels: Record<string, string>) => samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+      for (const module of ["catalog", "customers", "orders"]) {
+        expect(one("selaras_outbox_backlog", { module })?.value, `backlog of ${module}`).toBe(0);
+        expect(one("selaras_relay_lag_seconds_count", { module })?.value ?? 0, `relay lag samples of ${module}`).toBeGreaterThan(0);
+      }
+      const consumers = samples.filter((s) => s.name === "selaras_consumer_lag_events");
+      expect(consumers.length, "one consumer-lag sample per consumer").toBeGreaterThan(0);
+      expect(consumers.every((s) => s.value === 0)).toBe(true);
+      expect(one("selaras_http_request_duration_seconds_count", { method: "POST", route: "/api/v1/orders", status: "202" })?.value ?? 0).toBeGreaterThan(0);
+    });
+  });
+
+  describe("Connect-RPC on the same port", () => {
+    it("serves catalog.v1.CatalogService/GetProduct in the Connect JSON protocol", async () => {
+      const p = await newProduct("Rendang", 4500);
+      const r = await http.post("/catalog.v1.CatalogService/GetProduct", { id: p.id });
+      expect(r.status, r.text).toBe(200);
+      expect(r.headers.get("content-type")).toMatch(/^application\/json/);
+      // Proto3 JSON: int64 fields are strings.
+      expect(r.body).toMatchObject({ product: { id: p.id, sku: p.sku, name: "Rendang", priceCents: "4500" } });
+    });
+
+    it("serves the Connect binary protocol too", async () => {
+      const p = await newProduct("Soto", 2200);
+      const res = await fetch(`${srv.url}/catalog.v1.CatalogService/GetProduct`, {
+        method: "POST",
+        headers: { "content-type": "application/proto" },
+        body: toBinary(GetProductRequestSchema, create(GetProductRequestSchema, { id: p.id })),
+      });
+      expect(res.status).toBe(200);
+      const msg = fromBinary(GetProductResponseSchema, new Uint8Array(await res.arrayBuffer()));
+      expect(msg.product).toMatchObject({ id: p.id, name: "Soto", priceCents: 2200n });
+    });
+
+    it("answers an unknown id with a Connect error JSON, code not_found", async () => {
+      const r = await http.post("/catalog.v1.CatalogService/GetProduct", { id: "no-such-product" });
+      expect(r.status).toBe(404);
+      expect(r.headers.get("content-type")).toMatch(/^application\/json/);
+      expect(r.body).toMatchObject({ code: "not_found", message: expect.any(String) });
+    });
+  });
+
+  describe("trace context", () => {
+    it("continues the caller's trace: the response traceparent has the request's trace id and a new span", async () => {
+      const { header, traceId } = randomTraceparent();
+      for (const path of ["/healthz", "/api/v1/products/no-such-product"]) {
+        const res = await fetch(srv.url + path, { headers: { traceparent: header } });
+        await res.text();
+        const back = res.headers.get("traceparent");
+        expect(back, path).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+        expect(back!.split("-")[1], path).toBe(traceId);
+        expect(back, path).not.toBe(header);
+      }
+      const rpc = await fetch(`${srv.url}/catalog.v1.CatalogService/GetProduct`, { method: "POST", headers: { "content-type": "application/json", traceparent: header }, body: JSON.stringify({ id: "x" }) });
+      await rpc.text();
+      expect(rpc.headers.get("traceparent")?.split("-")[1]).toBe(traceId);
+    });
+
+    it("starts a new trace when there is none or it is malformed", async () => {
+      const a = await fetch(`${srv.url}/healthz`);
+      const b = await fetch(`${srv.url}/healthz`, { headers: { traceparent: "00-zz-not-a-trace" } });
+      await Promise.all([a.text(), b.text()]);
+      const ta = a.headers.get("traceparent")?.split("-")[1];
+      const tb = b.headers.get("traceparent")?.split("-")[1];
+      expect(ta).toMatch(/^[0-9a-f]{32}$/);
+      expect(tb).toMatch(/^[0-9a-f]{32}$/);
+      expect(ta).not.toBe(tb);
+    });
+  });
+});
