@@ -24,30 +24,15 @@ interface Pending {
 /** The transaction object: module writes through `db`, events through `publish`, the platform's inbox through `claim`. */
 export class SqliteTx implements Tx {
   outboxAppended = 0;
-  #open = true;
-  readonly db: SqliteDb;
 
-  constructor(
-    db: SqliteDb,
-    private readonly storage: SqliteModuleStorage,
-  ) {
-    // Code that kept the tx past its body (an `await` inside it) must fail loudly instead of
-    // writing outside any transaction.
-    this.db = new Proxy(db, {
-      get: (target, prop, receiver) => {
-        if (!this.#open) throw new Error(`module ${storage.module}: transaction already ended; do every await before the transaction`);
-        return Reflect.get(target, prop, receiver);
-      },
-    });
-  }
+  constructor(private readonly storage: SqliteModuleStorage) {}
 
-  /** Ends the transaction object: later use throws. */
-  close(): void {
-    this.#open = false;
+  get db(): SqliteDb {
+    return this.storage.txDb;
   }
 
   publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string {
-    if (!this.#open) throw new Error(`module ${this.storage.module}: transaction already ended; do every await before the transaction`);
+    this.storage.assertInTransaction();
     const id = newId();
     const trace = this.storage.tracer.current();
     const headers = trace ? JSON.stringify({ traceparent: formatTraceparent(trace) }) : "{}";
@@ -58,6 +43,7 @@ export class SqliteTx implements Tx {
 
   /** Records `eventId` as consumed by `consumer`; false when it already was (a redelivery: skip the effect). */
   claim(consumer: string, eventId: string): boolean {
+    this.storage.assertInTransaction();
     return this.storage.stmts.inboxInsert.run(consumer, eventId, Date.now()).changes === 1;
   }
 }
@@ -73,6 +59,13 @@ export class SqliteTx implements Tx {
 export class SqliteModuleStorage implements ModuleStorage {
   readonly dialect = "sqlite" as const;
   readonly db: SqliteDb;
+  /**
+   * The `db` transaction bodies get: the same connection, but unusable outside a transaction, so
+   * code that kept it past its body (an `await` inside it) fails loudly instead of writing
+   * outside any transaction. One stable object, so per-connection caches (prepared queries) hit.
+   */
+  readonly txDb: SqliteDb;
+  #inTransaction = false;
   readonly stmts: { outboxInsert: SqlStatement; inboxInsert: SqlStatement };
   #queue: Pending[] = [];
   #scheduled = false;
@@ -85,6 +78,12 @@ export class SqliteModuleStorage implements ModuleStorage {
     readonly tracer: Tracer,
   ) {
     this.db = conn.db;
+    this.txDb = new Proxy(conn.db, {
+      get: (target, prop, receiver) => {
+        this.assertInTransaction();
+        return Reflect.get(target, prop, receiver);
+      },
+    });
     this.stmts = {
       outboxInsert: conn.prepare(
         "INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -109,6 +108,11 @@ export class SqliteModuleStorage implements ModuleStorage {
     });
   }
 
+  /** Throws unless a transaction body of this storage is running right now. */
+  assertInTransaction(): void {
+    if (!this.#inTransaction) throw new Error(`module ${this.module}: transaction already ended; do every await before the transaction`);
+  }
+
   /** Called after every commit that appended outbox rows: wakes the relay at once. */
   onOutboxCommit(listener: () => void): () => void {
     this.#outboxListeners.add(listener);
@@ -120,7 +124,7 @@ export class SqliteModuleStorage implements ModuleStorage {
     const batch = this.#queue;
     this.#queue = [];
     if (batch.length === 0) return;
-    const tx = new SqliteTx(this.db, this);
+    const tx = new SqliteTx(this);
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     const single = batch.length === 1;
     try {
@@ -129,6 +133,8 @@ export class SqliteModuleStorage implements ModuleStorage {
       for (const p of batch) p.reject(error);
       return;
     }
+    // Synchronous from here to COMMIT: nothing else can run while the flag is up.
+    this.#inTransaction = true;
     for (const p of batch) {
       if (!single) this.conn.exec("SAVEPOINT body");
       const before = tx.outboxAppended;
@@ -143,7 +149,7 @@ export class SqliteModuleStorage implements ModuleStorage {
       } catch (error) {
         tx.outboxAppended = before;
         if (single) {
-          tx.close();
+          this.#inTransaction = false;
           this.conn.exec("ROLLBACK");
           p.reject(error);
           return;
@@ -152,7 +158,7 @@ export class SqliteModuleStorage implements ModuleStorage {
         results.push({ ok: false, error });
       }
     }
-    tx.close();
+    this.#inTransaction = false;
     try {
       this.conn.exec("COMMIT");
     } catch (error) {

@@ -272,8 +272,8 @@ describe("orders contract", () => {
         [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: -1 }] }), ["lines[0].quantity"]],
         [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 0 }] }), ["lines[0].quantity"]],
         [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1.5 }] }), ["lines[0].quantity"]],
-        [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1, unitPriceCents: 1 }] }), ["lines[0]"]],
-        [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1 }], totalCents: 1 }), ["(body)"]],
+        [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1, unitPriceCents: 1 }] }), ["lines[0].unitPriceCents"]],
+        [JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1 }], totalCents: 1 }), ["totalCents"]],
         [JSON.stringify({ lines: [{ productId: kopi, quantity: 1 }] }), ["customerId"]],
       ];
       for (const [body, expected] of cases) {

@@ -1,5 +1,6 @@
-import { asc, eq } from "drizzle-orm";
+import { asc, eq, sql } from "drizzle-orm";
 import type { SqliteDb } from "../../../platform/module.ts";
+import { preparedQuery } from "../../../platform/storage/prepared.ts";
 import type { Order } from "../domain/order.ts";
 import { idempotencyKeys, orderLines, orders } from "./schema.ts";
 
@@ -11,32 +12,54 @@ export interface IdempotencyRecord {
   readonly createdAt: number;
 }
 
+const p = sql.placeholder;
+const orderById = preparedQuery((db) => db.select().from(orders).where(eq(orders.id, p("id"))).prepare());
+const linesOf = preparedQuery((db) =>
+  db
+    .select({ productId: orderLines.productId, quantity: orderLines.quantity, unitPriceCents: orderLines.unitPriceCents, lineTotalCents: orderLines.lineTotalCents })
+    .from(orderLines)
+    .where(eq(orderLines.orderId, p("id")))
+    .orderBy(asc(orderLines.lineNo))
+    .prepare(),
+);
+const insertOrder = preparedQuery((db) =>
+  db
+    .insert(orders)
+    .values({ id: p("id"), customerId: p("customerId"), status: p("status"), totalCents: p("totalCents"), reason: p("reason"), createdAt: p("createdAt"), updatedAt: p("updatedAt") })
+    .prepare(),
+);
+const insertLine = preparedQuery((db) =>
+  db
+    .insert(orderLines)
+    .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents"), lineTotalCents: p("lineTotalCents") })
+    .prepare(),
+);
+const keyByKey = preparedQuery((db) => db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, p("key"))).prepare());
+const insertKey = preparedQuery((db) =>
+  db.insert(idempotencyKeys).values({ key: p("key"), requestHash: p("requestHash"), orderId: p("orderId"), createdAt: p("createdAt") }).prepare(),
+);
+
 /** Reads and writes of the orders tables. Writes take the transaction's db. */
 export const orderStore = {
   byId(db: SqliteDb, id: string): Order | undefined {
-    const row = db.select().from(orders).where(eq(orders.id, id)).get();
+    const row = orderById(db).get({ id });
     if (!row) return undefined;
-    const lines = db
-      .select({ productId: orderLines.productId, quantity: orderLines.quantity, unitPriceCents: orderLines.unitPriceCents, lineTotalCents: orderLines.lineTotalCents })
-      .from(orderLines)
-      .where(eq(orderLines.orderId, id))
-      .orderBy(asc(orderLines.lineNo))
-      .all();
-    return { ...row, lines };
+    return { ...row, lines: linesOf(db).all({ id }) };
   },
   insert(db: SqliteDb, o: Order): void {
     const { lines, ...row } = o;
-    db.insert(orders).values(row).run();
-    db.insert(orderLines).values(lines.map((l, lineNo) => ({ orderId: o.id, lineNo, ...l }))).run();
+    insertOrder(db).run({ ...row });
+    const line = insertLine(db);
+    lines.forEach((l, lineNo) => line.run({ orderId: o.id, lineNo, ...l }));
   },
 };
 
 /** The idempotency keys table. */
 export const idempotencyStore = {
   byKey(db: SqliteDb, key: string): IdempotencyRecord | undefined {
-    return db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key)).get();
+    return keyByKey(db).get({ key });
   },
   insert(db: SqliteDb, r: IdempotencyRecord): void {
-    db.insert(idempotencyKeys).values(r).run();
+    insertKey(db).run({ ...r });
   },
 };
