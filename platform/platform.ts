@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { openEmbeddedBus, type EmbeddedBus } from "./bus/embedded.ts";
 import { createConsumer } from "./bus/consumer.ts";
@@ -69,23 +69,11 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   const registry = new LocalServiceRegistry();
   mkdirSync(config.dataDir, { recursive: true });
 
-  const rpcMetrics: Interceptor = (next) => async (req) => {
-    const started = performance.now();
-    let code = "ok";
-    try {
-      return await next(req);
-    } catch (err) {
-      code = Code[ConnectError.from(err).code] ?? "unknown";
-      throw err;
-    } finally {
-      metrics.rpcDuration.observe({ service: req.service.typeName, method: req.method.name, code, transport: "local" }, (performance.now() - started) / 1000);
-    }
-  };
   const localTransport: Transport = createLocalTransport({
     registry,
-    interceptors: [rpcMetrics],
     defaultTimeoutMs: config.rpc.timeoutMs,
     onError: (err, method) => logger.error("rpc failed", { procedure: `${method.parent.typeName}/${method.name}`, traceId: tracer.current()?.traceId, err }),
+    onCall: metrics.rpcObserver("local"),
   });
   const clients = new Map<DescService, Client<DescService>>();
   const client = <S extends DescService>(service: S): Client<S> => {

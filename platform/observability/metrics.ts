@@ -1,3 +1,5 @@
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 const latencyBuckets = [0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -17,6 +19,24 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "selaras_process_" });
+  }
+
+  /**
+   * An RPC observer for one transport: records each call's latency under its service, method and
+   * code. Label children are cached, so the hot path does no label hashing.
+   */
+  rpcObserver(transport: string): (method: DescMethod, code: Code | undefined, seconds: number) => void {
+    const children = new Map<DescMethod, Map<Code | undefined, { observe(v: number): void }>>();
+    return (method, code, seconds) => {
+      let byCode = children.get(method);
+      if (!byCode) children.set(method, (byCode = new Map()));
+      let child = byCode.get(code);
+      if (!child) {
+        child = this.rpcDuration.labels({ service: method.parent.typeName, method: method.name, code: code === undefined ? "ok" : Code[code]!, transport });
+        byCode.set(code, child);
+      }
+      child.observe(seconds);
+    };
   }
 
   /** A gauge whose value is read at scrape time. @example metrics.gaugeFn("x", "help", ["module"], async (set) => set({ module: "a" }, 1)) */

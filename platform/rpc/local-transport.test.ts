@@ -77,6 +77,21 @@ describe("in-process transport", () => {
     expect(err.code).toBe(Code.DeadlineExceeded);
   });
 
+  it("cancels the call when the caller's signal aborts", async () => {
+    let handlerSignal: AbortSignal | undefined;
+    const { client } = setup({
+      getProduct(_req: unknown, ctx: { signal: AbortSignal }) {
+        handlerSignal = ctx.signal;
+        return new Promise(() => {});
+      },
+    });
+    const controller = new AbortController();
+    const call = failure(client.getProduct({ id: "x" }, { signal: controller.signal }));
+    controller.abort();
+    expect((await call).code).toBe(Code.Canceled);
+    expect(handlerSignal?.aborted).toBe(true);
+  });
+
   it("runs client interceptors and passes headers", async () => {
     const seen: string[] = [];
     const tag: Interceptor = (next) => async (req) => {

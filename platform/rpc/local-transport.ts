@@ -1,9 +1,12 @@
-import { clone, create, isMessage, type DescMessage, type DescMethod, type DescMethodUnary, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { create, isMessage, type DescMessage, type DescMethod, type DescMethodUnary, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { runUnaryCall } from "@connectrpc/connect/protocol";
+import { DeadlineWheel, type Expirable } from "./deadlines.ts";
+import { deepCopy } from "./deep-copy.ts";
 import { toPublicError } from "./errors.ts";
 
 type UnaryHandler = (req: unknown, ctx: HandlerContext) => unknown;
+type HeadersArg = ConstructorParameters<typeof Headers>[0];
 
 /** Services served in this process, by method, for the in-process fast path. */
 export class LocalServiceRegistry {
@@ -37,41 +40,113 @@ export class LocalServiceRegistry {
   }
 }
 
+export interface LocalTransportOptions {
+  registry: LocalServiceRegistry;
+  /** Client interceptors. Without any, calls take the leanest path. */
+  interceptors?: Interceptor[];
+  /** Deadline of calls whose caller sets none. */
+  defaultTimeoutMs?: number;
+  /** Called with every error that is not a ConnectError (it reaches the caller as `Internal`). */
+  onError?: (err: unknown, method: DescMethod) => void;
+  /** Called when a call settles: for metrics without the cost of an interceptor. */
+  onCall?: (method: DescMethod, code: Code | undefined, seconds: number) => void;
+}
+
 /**
  * A Connect `Transport` that calls a co-located service implementation directly: no
  * serialisation, no HTTP, no protocol pipeline — yet the same contract as a remote call:
  * - the callee gets a deep copy of the request and the caller a deep copy of the response, so
  *   neither can mutate the other's message;
  * - errors arrive as ConnectErrors with their code (unknown errors become `Internal`);
- * - deadlines (`timeoutMs`) abort the handler's `signal` and fail the call with `DeadlineExceeded`;
+ * - deadlines (`timeoutMs`, or the default) fail the call with `DeadlineExceeded` and abort the
+ *   handler's `signal`; a caller's `signal` cancels it (`Canceled`);
  * - client interceptors run as for any other transport.
+ * Deadlines share one coarse timer (DeadlineWheel) and the handler context is built lazily, so a
+ * call costs about a microsecond plus the copies (see `bun run bench`).
  *
  * @example
- * const client = createClient(CatalogService, createLocalTransport({ registry, interceptors }));
+ * const client = createClient(CatalogService, createLocalTransport({ registry }));
  */
-export function createLocalTransport(opts: {
-  registry: LocalServiceRegistry;
-  interceptors?: Interceptor[];
-  defaultTimeoutMs?: number;
-  onError?: (err: unknown, method: DescMethod) => void;
-}): Transport {
-  const { registry, interceptors = [], defaultTimeoutMs, onError } = opts;
+export function createLocalTransport(opts: LocalTransportOptions): Transport {
+  const { registry, interceptors = [], defaultTimeoutMs, onError, onCall } = opts;
+  const wheel = new DeadlineWheel();
+
+  /** The core: copy in, call, copy out; settles within the deadline whatever the handler does. */
+  function invoke<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    signal: AbortSignal | undefined,
+    timeoutMs: number | undefined,
+    header: Headers | HeadersArg | undefined,
+    input: unknown,
+    contextValues: ContextValues | undefined,
+  ): Promise<UnaryResponse<I, O>> {
+    const started = onCall ? performance.now() : 0;
+    const done = (code: Code | undefined) => onCall?.(method, code, (performance.now() - started) / 1000);
+    const handler = registry.handler(method);
+    if (!handler) {
+      done(Code.Unimplemented);
+      return Promise.reject(new ConnectError(`${method.parent.typeName} is not served in this process`, Code.Unimplemented));
+    }
+    const call = new LocalCall(method, timeoutMs ?? defaultTimeoutMs, header, contextValues);
+    const respond = (out: unknown): UnaryResponse<I, O> => {
+      done(undefined);
+      return {
+        stream: false,
+        service: method.parent,
+        method,
+        header: call.responseHeader,
+        trailer: call.responseTrailer,
+        message: deepCopy(isMessage(out, method.output) ? out : create(method.output, out as never)) as MessageShape<O>,
+      };
+    };
+    const fail = (err: unknown): ConnectError => {
+      if (!(err instanceof ConnectError)) onError?.(err, method);
+      const pub = toPublicError(err);
+      done(pub.code);
+      return pub;
+    };
+    if (signal?.aborted) return Promise.reject(fail(ConnectError.from(signal.reason, Code.Canceled)));
+    let out: unknown;
+    try {
+      const request = deepCopy(isMessage(input, method.input) ? input : create(method.input, input as never));
+      out = handler(request, call);
+    } catch (err) {
+      return Promise.reject(fail(err));
+    }
+    if (!(out instanceof Promise)) return Promise.resolve(respond(out));
+    return new Promise<UnaryResponse<I, O>>((resolve, reject) => {
+      let settled = false;
+      const onAbort = () => call.expire(ConnectError.from(signal!.reason, Code.Canceled));
+      const settle = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        wheel.delete(call);
+        signal?.removeEventListener("abort", onAbort);
+        f();
+      };
+      call.onExpire = (err) => settle(() => reject(fail(err)));
+      if (call.deadlineAt !== Infinity) wheel.add(call);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      out.then(
+        (v) => settle(() => resolve(respond(v))),
+        (e) => settle(() => reject(fail(e))),
+      );
+    });
+  }
+
   return {
     unary<I extends DescMessage, O extends DescMessage>(
       method: DescMethodUnary<I, O>,
       signal: AbortSignal | undefined,
       timeoutMs: number | undefined,
-      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      header: HeadersArg | undefined,
       input: unknown,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const handler = registry.handler(method);
-      if (!handler) return Promise.reject(new ConnectError(`${method.parent.typeName} is not served in this process`, Code.Unimplemented));
-      const effectiveTimeout = timeoutMs ?? defaultTimeoutMs;
+      if (interceptors.length === 0) return invoke(method, signal, timeoutMs, header, input, contextValues);
       return runUnaryCall<I, O>({
         interceptors,
         signal,
-        timeoutMs: effectiveTimeout,
         req: {
           stream: false,
           service: method.parent,
@@ -82,38 +157,7 @@ export function createLocalTransport(opts: {
           contextValues: contextValues ?? createContextValues(),
           message: input as never,
         },
-        next: async (req) => {
-          const deadlineAt = effectiveTimeout === undefined ? undefined : Date.now() + effectiveTimeout;
-          const ctx: HandlerContext = {
-            method,
-            service: method.parent,
-            signal: req.signal,
-            timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
-            requestMethod: "POST",
-            requestHeader: req.header,
-            responseHeader: new Headers(),
-            responseTrailer: new Headers(),
-            protocolName: "local",
-            url: req.url,
-            values: req.contextValues,
-          } as HandlerContext;
-          let out: unknown;
-          try {
-            out = await raceAbort(handler(clone(method.input, req.message), ctx), req.signal);
-          } catch (err) {
-            if (!(err instanceof ConnectError)) onError?.(err, method);
-            throw toPublicError(err);
-          }
-          const message = clone(method.output, isMessage(out, method.output) ? out : create(method.output, out as never));
-          return {
-            stream: false,
-            service: method.parent,
-            method,
-            header: ctx.responseHeader,
-            trailer: ctx.responseTrailer,
-            message: message as MessageShape<O>,
-          };
-        },
+        next: (req) => invoke(method, req.signal, timeoutMs, req.header, req.message, req.contextValues),
       });
     },
     stream() {
@@ -122,26 +166,62 @@ export function createLocalTransport(opts: {
   };
 }
 
-/** Resolves with `value`, unless `signal` aborts first (deadline or caller cancel). */
-function raceAbort<T>(value: T | Promise<T>, signal: AbortSignal): Promise<T> {
-  if (!(value instanceof Promise)) return Promise.resolve(value);
-  if (signal.aborted) return Promise.reject(abortError(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal));
-    signal.addEventListener("abort", onAbort, { once: true });
-    value.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
-}
+/** The handler context of one in-process call; headers and the abort signal are made on first use. */
+class LocalCall implements HandlerContext, Expirable {
+  readonly deadlineAt: number;
+  readonly requestMethod = "POST";
+  readonly protocolName = "local";
+  onExpire: ((err: ConnectError) => void) | undefined;
+  #controller: AbortController | undefined;
+  #expired: ConnectError | undefined;
+  #requestHeader: Headers | undefined;
+  #responseHeader: Headers | undefined;
+  #responseTrailer: Headers | undefined;
+  #values: ContextValues | undefined;
 
-function abortError(signal: AbortSignal): ConnectError {
-  return signal.reason instanceof ConnectError ? signal.reason : ConnectError.from(signal.reason, Code.Canceled);
+  constructor(
+    readonly method: DescMethod,
+    timeoutMs: number | undefined,
+    private readonly headerInit: Headers | HeadersArg | undefined,
+    contextValues: ContextValues | undefined,
+  ) {
+    this.deadlineAt = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    this.#values = contextValues;
+  }
+
+  get service(): DescService {
+    return this.method.parent;
+  }
+  get url(): string {
+    return `local:///${this.method.parent.typeName}/${this.method.name}`;
+  }
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#expired) this.#controller.abort(this.#expired);
+    }
+    return this.#controller.signal;
+  }
+  get requestHeader(): Headers {
+    return (this.#requestHeader ??= new Headers(this.headerInit));
+  }
+  get responseHeader(): Headers {
+    return (this.#responseHeader ??= new Headers());
+  }
+  get responseTrailer(): Headers {
+    return (this.#responseTrailer ??= new Headers());
+  }
+  get values(): ContextValues {
+    return (this.#values ??= createContextValues());
+  }
+  timeoutMs(): number | undefined {
+    return this.deadlineAt === Infinity ? undefined : this.deadlineAt - Date.now();
+  }
+
+  /** Fails the call (deadline or cancel) and aborts the handler's signal. */
+  expire(err = new ConnectError("the operation timed out", Code.DeadlineExceeded)): void {
+    this.#expired = err;
+    this.#controller?.abort(err);
+    this.onExpire?.(err);
+  }
 }
