@@ -1,4 +1,5 @@
 /** Small helpers shared by the benchmark phases: progress lines, sample statistics, formatting. */
+import { readFileSync } from "node:fs";
 
 const t0 = performance.now();
 
@@ -43,4 +44,28 @@ export class Samples {
   values(): Float64Array {
     return this.#buf.subarray(0, this.length);
   }
+}
+
+/** Busy and total jiffies (1/100 s) of the whole machine from Linux /proc/stat; undefined elsewhere. */
+export function machineJiffies(): { busy: number; total: number } | undefined {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - f[3]! - f[4]!, total }; // minus idle and iowait
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cores the rest of the machine keeps busy over `ms` while this process sleeps; undefined off Linux. */
+export async function otherLoadCores(ms: number): Promise<number | undefined> {
+  const before = machineJiffies();
+  const self = process.cpuUsage();
+  const t = performance.now();
+  await sleep(ms);
+  const after = machineJiffies();
+  if (!before || !after) return undefined;
+  const wall = (performance.now() - t) / 1000;
+  const mine = process.cpuUsage(self);
+  return Math.max(0, (after.busy - before.busy) / 100 / wall - (mine.user + mine.system) / 1e6 / wall);
 }

@@ -1,0 +1,129 @@
+/**
+ * Load generators for phase 2. They run in the bench process with Bun's fetch (keep-alive
+ * connections, reused from its pool), so they share the machine's cores with the server.
+ */
+import { Samples, sleep } from "./util.ts";
+
+/** A prepared order request: who orders (to check the read model later) and the JSON body. */
+export interface OrderBody {
+  readonly customer: number;
+  readonly json: string;
+}
+
+export interface LoadResult {
+  /** Wall time from the first send to the last reply, in s. */
+  seconds: number;
+  /** Wall time from the first send to the last send, in s. */
+  sendSeconds: number;
+  sent: number;
+  accepted: number;
+  rejected: number;
+  /** Network/transport failures (no HTTP status). */
+  failed: number;
+  /** Client-observed latency of every request, send to reply, in ms. */
+  latencyMs: Float64Array;
+  /** Open loop only: latency from the scheduled send time (counts the generator's own lateness), in ms. */
+  latencyFromScheduleMs?: Float64Array;
+  maxInFlight: number;
+  /** Up to five distinct rejections, for the report. */
+  errors: string[];
+  /** Accepted orders per customer index. */
+  perCustomer: Map<number, number>;
+}
+
+class Tally {
+  sent = 0;
+  accepted = 0;
+  rejected = 0;
+  failed = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly latency = new Samples();
+  readonly fromSchedule = new Samples();
+  readonly errors = new Set<string>();
+  readonly perCustomer = new Map<number, number>();
+
+  async post(url: string, body: OrderBody, scheduledAt?: number): Promise<void> {
+    this.sent++;
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    const started = performance.now();
+    try {
+      const res = await fetch(url, { method: "POST", body: body.json, headers: { "content-type": "application/json" } });
+      const text = await res.text(); // read to the end so the connection goes back to the pool
+      const done = performance.now();
+      this.latency.push(done - started);
+      if (scheduledAt !== undefined) this.fromSchedule.push(done - scheduledAt);
+      if (res.status === 202) {
+        this.accepted++;
+        this.perCustomer.set(body.customer, (this.perCustomer.get(body.customer) ?? 0) + 1);
+      } else {
+        this.rejected++;
+        if (this.errors.size < 5) this.errors.add(`${res.status} ${text.slice(0, 200)}`);
+      }
+    } catch (err) {
+      this.failed++;
+      if (this.errors.size < 5) this.errors.add(`fetch failed: ${(err as Error).message}`);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  result(seconds: number, sendSeconds: number, openLoop: boolean): LoadResult {
+    return {
+      seconds,
+      sendSeconds,
+      sent: this.sent,
+      accepted: this.accepted,
+      rejected: this.rejected,
+      failed: this.failed,
+      latencyMs: this.latency.values(),
+      latencyFromScheduleMs: openLoop ? this.fromSchedule.values() : undefined,
+      maxInFlight: this.maxInFlight,
+      errors: [...this.errors],
+      perCustomer: this.perCustomer,
+    };
+  }
+}
+
+/**
+ * Closed loop: `clients` workers, each sending its next order as soon as the previous one is
+ * answered, until `seconds` have passed.
+ */
+export async function closedLoop(opts: { url: string; clients: number; seconds: number; bodies: readonly OrderBody[] }): Promise<LoadResult> {
+  const tally = new Tally();
+  const start = performance.now();
+  const end = start + opts.seconds * 1000;
+  let next = 0;
+  const worker = async () => {
+    while (performance.now() < end) await tally.post(opts.url, opts.bodies[next++ % opts.bodies.length]!);
+  };
+  await Promise.all(Array.from({ length: opts.clients }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  return tally.result(seconds, Math.min(seconds, opts.seconds), false);
+}
+
+/**
+ * Open loop: sends at a fixed `rate` per second on a schedule, whether or not earlier requests
+ * were answered (so a slow server shows up as latency, not as a lower send rate).
+ */
+export async function openLoop(opts: { url: string; rate: number; seconds: number; bodies: readonly OrderBody[] }): Promise<LoadResult> {
+  const tally = new Tally();
+  const total = Math.round(opts.rate * opts.seconds);
+  const interval = 1000 / opts.rate;
+  const pending = new Set<Promise<void>>();
+  const start = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+    while (sent < due) {
+      const p = tally.post(opts.url, opts.bodies[sent % opts.bodies.length]!, start + sent * interval);
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+      sent++;
+    }
+    if (sent < total) await sleep(1);
+  }
+  const sendSeconds = (performance.now() - start) / 1000;
+  await Promise.all(pending);
+  return tally.result((performance.now() - start) / 1000, sendSeconds, true);
+}

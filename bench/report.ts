@@ -1,0 +1,69 @@
+/** The benchmark's table: metric, value, bar, result — and the rows each phase contributes. */
+import type { runE2eBench } from "./e2e.ts";
+import type { RpcResult } from "./rpc.ts";
+
+export interface Row {
+  metric: string;
+  value: string;
+  bar: string;
+  /** "pass" / "fail" against the bar, "info" without one, "skip" when not measured. */
+  result: "pass" | "fail" | "info" | "skip";
+}
+
+export function row(metric: string, value: string, bar = "", pass?: boolean): Row {
+  return { metric, value, bar: bar || "—", result: pass === undefined ? "info" : pass ? "pass" : "fail" };
+}
+
+export function formatTable(rows: readonly Row[]): string {
+  const head: Row = { metric: "metric", value: "value", bar: "bar", result: "result" as never };
+  const all = [head, ...rows];
+  const w = (k: keyof Row) => Math.max(...all.map((r) => r[k].length));
+  const widths = { metric: w("metric"), value: w("value"), bar: w("bar"), result: w("result") };
+  const line = (r: Row) => `| ${r.metric.padEnd(widths.metric)} | ${r.value.padStart(widths.value)} | ${r.bar.padEnd(widths.bar)} | ${r.result.padEnd(widths.result)} |`;
+  const sep = `|${"-".repeat(widths.metric + 2)}|${"-".repeat(widths.value + 1)}:|${"-".repeat(widths.bar + 2)}|${"-".repeat(widths.result + 2)}|`;
+  return [line(head), sep, ...rows.map(line)].join("\n");
+}
+
+const fmt = (x: number | null | undefined, unit: string) => (x === null || x === undefined || !Number.isFinite(x) ? "n/a" : `${x.toLocaleString("en-US")} ${unit}`);
+
+export function rpcRows(r: RpcResult): Row[] {
+  const c = r.catalog.usPerCall;
+  const t = r.transportOnly.usPerCall;
+  return [
+    row("RPC GetProduct (a) platform in-process client", fmt(c.local, "µs/call")),
+    row("RPC GetProduct (b) Connect router transport", fmt(c.routerTransport, "µs/call")),
+    row("RPC GetProduct (c) plain function, same query", fmt(c.plainFunction, "µs/call")),
+    row("RPC GetProduct (d) service impl called directly", fmt(c.implDirect, "µs/call")),
+    row("RPC ratio router transport / in-process client", `${r.catalog.ratioRouterOverLocal}×`, "≥ 20×", r.catalog.ratioRouterOverLocal >= 20),
+    row("RPC transport only (stub handler): in-process", fmt(t.local, "µs/call")),
+    row("RPC transport only (stub handler): router", fmt(t.routerTransport, "µs/call")),
+    row("RPC transport only: plain function", fmt(t.plainFunction, "µs/call")),
+    row("RPC transport only: router / in-process", `${r.transportOnly.ratioRouterOverLocal}×`, "(≥ 20×, diagnostic)"),
+  ];
+}
+
+type E2e = Awaited<ReturnType<typeof runE2eBench>>;
+
+export function e2eRows(e: E2e): Row[] {
+  const s = e.saturation;
+  const f = e.fixedRate;
+  const lagBar = (x: number | null, bar: number) => (x === null ? undefined : x <= bar);
+  const flag = (overflow: boolean) => (overflow ? " (≥, overflow)" : "");
+  return [
+    row(`Saturation: accepted orders/s (${s.clients} clients, ${s.seconds} s)`, fmt(s.acceptedPerSec, "orders/s"), "≥ 5,000", s.acceptedPerSec >= 5000),
+    row("Saturation: end-to-end orders/s (until read model caught up)", fmt(s.endToEndPerSec, "orders/s"), "≥ 5,000", s.endToEndPerSec >= 5000),
+    row("Saturation: read model caught up after", fmt(s.caughtUpAfterSec, "s")),
+    row("Saturation: client HTTP p50 / p99", `${fmt(s.client.p50Ms, "ms")} / ${fmt(s.client.p99Ms, "ms")}`),
+    row("Saturation: CPU server / load gen / other processes", `${s.cpuWhileLoading.serverCores ?? "n/a"} / ${s.cpuWhileLoading.benchCores} / ${s.cpuWhileLoading.otherCores ?? "n/a"} cores`),
+    row(
+      `Fixed rate: accepted/s, send to last reply (target ${f.targetRate}/s)`,
+      fmt(f.acceptedPerSec, "orders/s") + (f.acceptedPerSec < 0.95 * f.targetRate ? " (server fell behind)" : ""),
+    ),
+    row("Fixed rate: 202 → read model p50", fmt(f.readModelLag.p50Ms, "ms") + flag(f.readModelLag.overflow)),
+    row("Fixed rate: 202 → read model p99", fmt(f.readModelLag.p99Ms, "ms") + flag(f.readModelLag.overflow), "≤ 10 ms", lagBar(f.readModelLag.p99Ms, 10)),
+    row("Fixed rate: relay lag (orders) p50", fmt(f.relayLag.p50Ms, "ms") + flag(f.relayLag.overflow)),
+    row("Fixed rate: relay lag (orders) p99", fmt(f.relayLag.p99Ms, "ms") + flag(f.relayLag.overflow), "≤ 5 ms", lagBar(f.relayLag.p99Ms, 5)),
+    row("Fixed rate: client HTTP p50 / p99", `${fmt(f.client.p50Ms, "ms")} / ${fmt(f.client.p99Ms, "ms")}`),
+    row("Read model holds every accepted order (sample)", `${e.readModelCheck.found}/${e.readModelCheck.expected}`, "all", e.readModelCheck.ok),
+  ];
+}
