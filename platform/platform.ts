@@ -122,7 +122,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), { synchronous: config.sqlite.synchronous });
       const applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);
       if (applied.length > 0) logger.info("migrations applied", { module: manifest.name, applied });
-      storages.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, tracer));
+      const commits = metrics.commitBatch.labels({ module: manifest.name });
+      storages.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, tracer, (n) => commits.observe(n)));
     }
     const bindings: ServiceBinding[] = [];
     for (const manifest of opts.modules) {

@@ -15,6 +15,7 @@ export class Metrics {
   readonly relayLag = new Histogram({ name: "selaras_relay_lag_seconds", help: "Time from outbox commit to publish on the bus", labelNames: ["module"], buckets: latencyBuckets, registers: [this.registry] });
   readonly eventsPublished = new Counter({ name: "selaras_events_published_total", help: "Events the relay published", labelNames: ["module"], registers: [this.registry] });
   readonly consumerLagSeconds = new Histogram({ name: "selaras_consumer_lag_seconds", help: "Time from outbox commit to the consumer's inbox commit", labelNames: ["consumer"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly commitBatch = new Histogram({ name: "selaras_storage_commit_bodies", help: "Transaction bodies sharing one COMMIT (group commit), per module", labelNames: ["module"], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
   readonly eventsConsumed = new Counter({ name: "selaras_events_consumed_total", help: "Deliveries handled by consumers, by result (processed, duplicate, failed)", labelNames: ["consumer", "result"], registers: [this.registry] });
 
   constructor() {

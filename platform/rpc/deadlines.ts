@@ -26,13 +26,16 @@ export class DeadlineWheel {
 
   delete(item: Expirable): void {
     this.#pending.delete(item);
-    if (this.#pending.size === 0 && this.#timer) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
   }
 
   #tick(): void {
+    // The timer stops on a tick that finds nothing pending, not on every delete: a steady stream
+    // of short calls would otherwise arm and clear an interval per call.
+    if (this.#pending.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
     const now = Date.now();
     for (const item of this.#pending) {
       if (item.deadlineAt <= now) {

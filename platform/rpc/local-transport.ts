@@ -90,13 +90,19 @@ export function createLocalTransport(opts: LocalTransportOptions): Transport {
     const call = new LocalCall(method, timeoutMs ?? defaultTimeoutMs, header, contextValues);
     const respond = (out: unknown): UnaryResponse<I, O> => {
       done(undefined);
+      const message = deepCopy(isMessage(out, method.output) ? out : create(method.output, out as never)) as MessageShape<O>;
+      // Headers are made only if someone reads them (most callers never do).
       return {
         stream: false,
         service: method.parent,
         method,
-        header: call.responseHeader,
-        trailer: call.responseTrailer,
-        message: deepCopy(isMessage(out, method.output) ? out : create(method.output, out as never)) as MessageShape<O>,
+        get header() {
+          return call.responseHeader;
+        },
+        get trailer() {
+          return call.responseTrailer;
+        },
+        message,
       };
     };
     const fail = (err: unknown): ConnectError => {

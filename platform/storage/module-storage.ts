@@ -76,6 +76,8 @@ export class SqliteModuleStorage implements ModuleStorage {
     readonly module: string,
     readonly conn: SqliteConnection,
     readonly tracer: Tracer,
+    /** Told the size of every group commit (bodies per COMMIT), for metrics. */
+    private readonly onCommit?: (bodies: number) => void,
   ) {
     this.db = conn.db;
     this.txDb = new Proxy(conn.db, {
@@ -168,6 +170,7 @@ export class SqliteModuleStorage implements ModuleStorage {
       for (const p of batch) p.reject(error);
       return;
     }
+    this.onCommit?.(batch.length);
     batch.forEach((p, i) => {
       const r = results[i]!;
       if (r.ok) p.resolve(r.value);
