@@ -59,6 +59,23 @@ describe("embedded bus", () => {
     expect(await bus.consumerLag()).toEqual(new Map([["c1", 0]]));
   });
 
+  it("keeps log order while a consumer catches up from the log and new events arrive in memory", async () => {
+    const early = Array.from({ length: 50 }, (_, i) => envelope(`a${i % 3}`));
+    await bus.publish(early);
+    const { seen } = record("c1"); // batchSize 4: many reads of the log before it is live
+    const late: EventEnvelope[] = [];
+    for (let i = 0; i < 30; i++) {
+      const batch = [envelope(`a${i % 3}`), envelope(`a${i % 3}`, "t.v1.Other"), envelope(`a${i % 3}`)];
+      late.push(batch[0]!, batch[2]!);
+      await bus.publish(batch);
+      if (i % 5 === 0) await new Promise((r) => setImmediate(r));
+    }
+    const expected = [...early, ...late].map((e) => e.id);
+    await waitFor(() => seen.length >= expected.length);
+    expect(seen.map((d) => d.envelope.id)).toEqual(expected);
+    expect(seen.map((d) => d.seq)).toEqual([...seen.map((d) => d.seq)].sort((a, b) => a - b));
+  });
+
   it("resumes each consumer at its durable cursor after a restart", async () => {
     const first = [envelope("x"), envelope("x")];
     await bus.publish(first);

@@ -79,6 +79,9 @@ export class EmbeddedBus implements Bus {
   readonly #subs = new Set<EmbeddedSubscription>();
   readonly #insert: SqlStatement;
   #closed = false;
+  #fileClosed = false;
+  /** Highest seq in the log; only this process appends, so memory knows it exactly. */
+  #head: number;
 
   constructor(
     readonly conn: SqliteConnection,
@@ -87,24 +90,43 @@ export class EmbeddedBus implements Bus {
     this.#insert = conn.prepare(
       "INSERT OR IGNORE INTO bus_events (event_id, type, source, aggregate_id, payload, headers, occurred_at, appended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    this.#head = conn.prepare("SELECT COALESCE(MAX(seq), 0) AS s FROM bus_events").get<{ s: number }>()?.s ?? 0;
+  }
+
+  /** True once the log file is closed (after every subscription stopped and saved its cursor). */
+  get fileClosed(): boolean {
+    return this.#fileClosed;
+  }
+
+  /** Highest seq in the log (0 when empty). */
+  get head(): number {
+    return this.#head;
   }
 
   async publish(events: readonly EventEnvelope[]): Promise<void> {
     if (this.#closed) throw new Error("bus is closed");
     if (events.length === 0) return;
     const now = Date.now();
+    const before = this.#head;
+    const appended: EventRow[] = [];
     this.conn.exec("BEGIN IMMEDIATE");
     try {
       for (const e of events) {
-        this.#insert.run(e.id, e.type, e.source, e.aggregateId, e.payload, JSON.stringify(e.headers), e.occurredAt, now);
+        const headers = JSON.stringify(e.headers);
+        const r = this.#insert.run(e.id, e.type, e.source, e.aggregateId, e.payload, headers, e.occurredAt, now);
+        // changes = 0: an id the log already holds (a relay retry after a crash) — deduplicated.
+        if (r.changes === 1) {
+          appended.push({ seq: Number(r.lastInsertRowid), event_id: e.id, type: e.type, source: e.source, aggregate_id: e.aggregateId, payload: e.payload, headers, occurred_at: e.occurredAt });
+        }
       }
       this.conn.exec("COMMIT");
     } catch (err) {
       this.conn.exec("ROLLBACK");
       throw err;
     }
-    const types = new Set(events.map((e) => e.type));
-    for (const s of this.#subs) if (s.wants(types)) s.wake();
+    if (appended.length === 0) return;
+    this.#head = appended[appended.length - 1]!.seq;
+    for (const s of this.#subs) s.offer(appended, before, this.#head);
   }
 
   subscribe(opts: SubscribeOptions): BusSubscription {
@@ -141,7 +163,7 @@ export class EmbeddedBus implements Bus {
       this.conn.exec("ROLLBACK");
       throw err;
     }
-    for (const s of this.#subs) if (s.consumer === consumer) s.wake();
+    for (const s of this.#subs) if (s.consumer === consumer) s.redriveArrived();
     return n;
   }
 
@@ -149,11 +171,6 @@ export class EmbeddedBus implements Bus {
     const lag = new Map<string, number>();
     for (const s of this.#subs) lag.set(s.consumer, s.lag());
     return lag;
-  }
-
-  /** Highest seq in the log (0 when empty). */
-  headSeq(): number {
-    return this.conn.prepare("SELECT COALESCE(MAX(seq), 0) AS s FROM bus_events").get<{ s: number }>()?.s ?? 0;
   }
 
   /**
@@ -174,6 +191,7 @@ export class EmbeddedBus implements Bus {
     this.#closed = true;
     await Promise.all([...this.#subs].map((s) => s.stop()));
     this.#subs.clear();
+    this.#fileClosed = true;
     this.conn.close();
   }
 }
@@ -186,6 +204,17 @@ class EmbeddedSubscription {
   readonly #count: SqlStatement;
   readonly #saveCursor: SqlStatement;
   #cursor: number;
+  /** The cursor as last written to bus_cursors (see #persistCursor). */
+  #savedCursor: number;
+  #cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Live delivery: while this consumer has seen the log up to `#knownUpTo`, new events are handed
+   * to it in memory (`#buffer`) as they are appended, instead of being read back from the log.
+   * -1 = unknown: read the log.
+   */
+  #knownUpTo = -1;
+  #buffer: EventRow[] = [];
+  #redrivePending = true;
   #running = false;
   #loop: Promise<void> | undefined;
   #wakeup: (() => void) | undefined;
@@ -204,13 +233,27 @@ class EmbeddedSubscription {
     this.#count = c.prepare(`SELECT COUNT(*) AS n FROM bus_events WHERE seq > ? AND type IN (${placeholders})`);
     this.#saveCursor = c.prepare("INSERT INTO bus_cursors (consumer, seq) VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq");
     const saved = c.prepare("SELECT seq FROM bus_cursors WHERE consumer = ?").get<{ seq: number }>(opts.consumer);
-    this.#cursor = saved?.seq ?? 0;
+    this.#cursor = this.#savedCursor = saved?.seq ?? 0;
     if (!saved) this.#saveCursor.run(this.consumer, 0);
   }
 
-  wants(types: Set<string>): boolean {
-    for (const t of types) if (this.#types.has(t)) return true;
-    return false;
+  /** Called after every append: takes the new events in memory if it is live, and wakes up. */
+  offer(rows: readonly EventRow[], before: number, head: number): void {
+    if (this.#knownUpTo === before) {
+      for (const r of rows) if (this.#types.has(r.type)) this.#buffer.push(r);
+      this.#knownUpTo = head;
+      // A consumer far behind falls back to reading the log rather than holding it all in memory.
+      if (this.#buffer.length > this.bus.opts.batchSize * 16) {
+        this.#buffer = [];
+        this.#knownUpTo = -1;
+      }
+    }
+    if (rows.some((r) => this.#types.has(r.type))) this.wake();
+  }
+
+  redriveArrived(): void {
+    this.#redrivePending = true;
+    this.wake();
   }
 
   lag(): number {
@@ -236,18 +279,32 @@ class EmbeddedSubscription {
     this.wake();
     this.#abortSleep?.();
     await this.#loop;
+    clearTimeout(this.#cursorTimer);
+    this.#persistCursor();
   }
 
   async #run(): Promise<void> {
     const { batchSize } = this.bus.opts;
     while (this.#running) {
       this.#woken = false;
-      const redriven = this.#redriven();
-      if (redriven.length > 0) {
-        await this.#deliverRedriven(redriven);
-        continue;
+      if (this.#redrivePending) {
+        const redriven = this.#redriven();
+        if (redriven.length > 0) {
+          await this.#deliverRedriven(redriven);
+          continue;
+        }
+        this.#redrivePending = false;
       }
-      const rows = this.#read.all<EventRow>(this.#cursor, ...this.opts.types, batchSize);
+      let rows: EventRow[];
+      if (this.#buffer.length > 0) {
+        rows = this.#buffer.splice(0, batchSize);
+      } else if (this.#knownUpTo === this.bus.head) {
+        rows = [];
+      } else {
+        rows = this.#read.all<EventRow>(this.#cursor, ...this.opts.types, batchSize);
+        // A short read saw everything up to the head; from here on new events come in memory.
+        if (rows.length < batchSize) this.#knownUpTo = this.bus.head;
+      }
       if (rows.length === 0) {
         if (!this.#woken) await new Promise<void>((r) => (this.#wakeup = r));
         continue;
@@ -308,9 +365,26 @@ class EmbeddedSubscription {
     }
   }
 
+  /**
+   * Moves the cursor. It is written to bus_cursors at most every 50 ms (and on stop), not per
+   * batch: after a crash the last few milliseconds of events are delivered again, which the
+   * consumer's inbox absorbs — cheaper than a commit per batch on the hot path.
+   */
   #advance(seq: number): void {
     this.#cursor = seq;
-    this.#saveCursor.run(this.consumer, seq);
+    if (!this.#cursorTimer) {
+      this.#cursorTimer = setTimeout(() => {
+        this.#cursorTimer = undefined;
+        this.#persistCursor();
+      }, 50);
+      this.#cursorTimer.unref?.();
+    }
+  }
+
+  #persistCursor(): void {
+    if (this.#cursor === this.#savedCursor || this.bus.fileClosed) return;
+    this.#saveCursor.run(this.consumer, this.#cursor);
+    this.#savedCursor = this.#cursor;
   }
 
   #deadLetter(row: EventRow, error: Error, attempts: number): void {
@@ -326,7 +400,7 @@ class EmbeddedSubscription {
       this.bus.conn.exec("ROLLBACK");
       throw err;
     }
-    if (row.seq > this.#cursor) this.#cursor = row.seq;
+    if (row.seq > this.#cursor) this.#cursor = this.#savedCursor = row.seq;
   }
 
   #sleep(ms: number): Promise<void> {

@@ -5,7 +5,9 @@ import type { SqliteConnection } from "./sqlite.ts";
 /**
  * The platform's own tables, created in every module's database before the module's migrations:
  * the transactional outbox and the consumer inbox live next to the business tables they must
- * commit with.
+ * commit with. Every index costs each order a B-tree write, so there are no time indexes:
+ * published outbox rows are a prefix of `seq` (the relay publishes in order) and inbox keys are
+ * UUIDv7 event ids, so both prune by age along their primary keys.
  */
 export const platformSqliteMigrations: readonly Migration[] = [
   {
@@ -22,14 +24,12 @@ CREATE TABLE selaras_outbox (
   published_at INTEGER
 );
 CREATE INDEX selaras_outbox_unpublished ON selaras_outbox (seq) WHERE published_at IS NULL;
-CREATE INDEX selaras_outbox_published ON selaras_outbox (published_at) WHERE published_at IS NOT NULL;
 CREATE TABLE selaras_inbox (
   consumer TEXT NOT NULL,
   event_id TEXT NOT NULL,
   processed_at INTEGER NOT NULL,
   PRIMARY KEY (consumer, event_id)
 ) WITHOUT ROWID;
-CREATE INDEX selaras_inbox_processed ON selaras_inbox (processed_at);
 `,
   },
 ];

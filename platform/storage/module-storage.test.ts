@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
+import { uuidv7Floor } from "../ids.ts";
 import { Tracer } from "../observability/trace.ts";
 import { tempDataDir } from "../../test/support/platform.ts";
 import { migrateSqlite, MigrationError } from "./migrate.ts";
@@ -96,6 +97,23 @@ describe("SqliteModuleStorage", () => {
     expect(wakes).toBe(0);
     await storage.transact((tx) => tx.publish(ErrorInfoSchema, "a", {}));
     expect(wakes).toBe(1);
+  });
+
+  it("prunes published outbox rows and inbox entries by age, keeping unpublished and young ones", async () => {
+    for (let i = 0; i < 6; i++) await storage.transact((tx) => tx.publish(ErrorInfoSchema, `a${i}`, {}));
+    const seqs = storage.readUnpublished(10).map((r) => r.seq);
+    await storage.markPublished(seqs[1]!, 1_000); // a0, a1 published long ago
+    await storage.markPublished(seqs[3]!, 5_000); // a2, a3 published recently; a4, a5 unpublished
+    const old = uuidv7Floor(1_000).replace(/0$/, "1");
+    const young = uuidv7Floor(9_000).replace(/0$/, "1");
+    await storage.transactInternal((tx) => [tx.claim("c1", old), tx.claim("c1", young), tx.claim("c2", old)]);
+
+    expect(await storage.prune(3_000, 3_000)).toEqual({ outbox: 2, inbox: 2 });
+    expect(outbox().map((r) => r.aggregate_id)).toEqual(["a2", "a3", "a4", "a5"]);
+    expect(storage.conn.prepare("SELECT consumer, event_id FROM selaras_inbox").all()).toEqual([{ consumer: "c1", event_id: young }]);
+    // Unpublished rows survive any cut.
+    expect(await storage.prune(Number.MAX_SAFE_INTEGER, 0)).toEqual({ outbox: 2, inbox: 0 });
+    expect(outbox().map((r) => r.aggregate_id)).toEqual(["a4", "a5"]);
   });
 
   it("claims an inbox entry once per consumer and event", async () => {

@@ -1,5 +1,5 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { newId } from "../ids.ts";
+import { newId, uuidv7Floor } from "../ids.ts";
 import type { ModuleStorage, SqliteDb, Tx } from "../module.ts";
 import { formatTraceparent, type Tracer } from "../observability/trace.ts";
 import type { SqliteConnection, SqlStatement } from "./sqlite.ts";
@@ -199,10 +199,37 @@ export class SqliteModuleStorage implements ModuleStorage {
    * redeliver must still be recognised as processed.
    */
   prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }> {
-    return this.transactInternal(() => ({
-      outbox: this.conn.prepare("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ?").run(outboxBefore).changes,
-      inbox: this.conn.prepare("DELETE FROM selaras_inbox WHERE processed_at < ?").run(inboxBefore).changes,
-    }));
+    return this.transactInternal(() => {
+      const outbox = this.conn.prepare("DELETE FROM selaras_outbox WHERE seq < ? AND published_at IS NOT NULL").run(this.#outboxCut(outboxBefore)).changes;
+      // Inbox keys are UUIDv7 (time-ordered): delete each consumer's old range along the key.
+      const floor = uuidv7Floor(inboxBefore);
+      const nextConsumer = this.conn.prepare("SELECT consumer FROM selaras_inbox WHERE consumer > ? ORDER BY consumer LIMIT 1");
+      const del = this.conn.prepare("DELETE FROM selaras_inbox WHERE consumer = ? AND event_id < ?");
+      let inbox = 0;
+      for (let c = nextConsumer.get<{ consumer: string }>("")?.consumer; c !== undefined; c = nextConsumer.get<{ consumer: string }>(c)?.consumer) {
+        inbox += del.run(c, floor).changes;
+      }
+      return { outbox, inbox };
+    });
+  }
+
+  /**
+   * The first outbox seq to keep. Published rows are a prefix of seq and their published_at rises
+   * with seq (the relay publishes in order), so a binary search by primary key finds the cut in
+   * O(log n) lookups — no time index to maintain on every write.
+   */
+  #outboxCut(before: number): number {
+    const first = this.conn.prepare("SELECT seq, published_at FROM selaras_outbox WHERE seq >= ? ORDER BY seq LIMIT 1");
+    let lo = this.conn.prepare("SELECT MIN(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0;
+    let hi = (this.conn.prepare("SELECT MAX(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0) + 1;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const row = first.get<{ seq: number; published_at: number | null }>(mid);
+      if (!row || row.seq >= hi) hi = mid;
+      else if (row.published_at !== null && row.published_at < before) lo = row.seq + 1;
+      else hi = row.seq;
+    }
+    return lo;
   }
 
   /** Backlog size and the creation time of the oldest unpublished row. */

@@ -2,7 +2,7 @@ import type { SqliteDb } from "../module.ts";
 
 /** A prepared statement, the same shape on bun:sqlite and better-sqlite3. */
 export interface SqlStatement {
-  run(...params: unknown[]): { changes: number };
+  run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
   all<R = Record<string, unknown>>(...params: unknown[]): R[];
   /** The first row, or undefined (never null, whichever driver). */
   get<R = Record<string, unknown>>(...params: unknown[]): R | undefined;
