@@ -24,6 +24,7 @@ export function formatTable(rows: readonly Row[]): string {
   return [line(head), sep, ...rows.map(line)].join("\n");
 }
 
+const round = (x: number) => Math.round(x * 100) / 100;
 const fmt = (x: number | null | undefined, unit: string) => (x === null || x === undefined || !Number.isFinite(x) ? "n/a" : `${x.toLocaleString("en-US")} ${unit}`);
 
 export function rpcRows(r: RpcResult): Row[] {
@@ -34,11 +35,14 @@ export function rpcRows(r: RpcResult): Row[] {
     row("RPC GetProduct (b) Connect router transport", fmt(c.routerTransport, "µs/call")),
     row("RPC GetProduct (c) plain function, same query", fmt(c.plainFunction, "µs/call")),
     row("RPC GetProduct (d) service impl called directly", fmt(c.implDirect, "µs/call")),
-    row("RPC ratio router transport / in-process client", `${r.catalog.ratioRouterOverLocal}×`, "≥ 20×", r.catalog.ratioRouterOverLocal >= 20),
-    row("RPC transport only (stub handler): in-process", fmt(t.local, "µs/call")),
-    row("RPC transport only (stub handler): router", fmt(t.routerTransport, "µs/call")),
-    row("RPC transport only: plain function", fmt(t.plainFunction, "µs/call")),
-    row("RPC transport only: router / in-process", `${r.transportOnly.ratioRouterOverLocal}×`, "(≥ 20×, diagnostic)"),
+    row("RPC GetProduct: router / in-process, whole call incl. the query", `${r.catalog.ratioRouterOverLocal}×`),
+    row("RPC GetProduct: transport overhead (a−d) vs (b−d)", `${fmt(round(c.local! - c.implDirect!), "µs")} vs ${fmt(round(c.routerTransport! - c.implDirect!), "µs")}`),
+    row("RPC call cost (stub handler): in-process transport", fmt(t.local, "µs/call")),
+    row("RPC call cost (stub handler): createRouterTransport", fmt(t.routerTransport, "µs/call")),
+    row("RPC call cost (stub handler): plain function call", fmt(t.plainFunction, "µs/call")),
+    // The bar is on the cost of the call itself (PRODUCT.md: router ~50 µs, a function ~0.1 µs);
+    // with a real handler the handler's own cost (d) is the same in every way and dilutes the ratio.
+    row("RPC co-located call: createRouterTransport / in-process", `${r.transportOnly.ratioRouterOverLocal}×`, "≥ 20×", r.transportOnly.ratioRouterOverLocal >= 20),
   ];
 }
 
