@@ -61,18 +61,27 @@ export interface Platform {
  */
 export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   const { config } = opts;
-  const logger = createLogger({ level: config.logLevel, base: { service: config.serviceName }, sink: opts.logSink });
+  const tracer = new Tracer();
+  // Every log line written while serving a request or handling an event carries its trace id.
+  const logger = createLogger({
+    level: config.logLevel,
+    base: { service: config.serviceName },
+    sink: opts.logSink,
+    context: () => {
+      const t = tracer.current();
+      return t && { traceId: t.traceId, spanId: t.spanId };
+    },
+  });
   validateTopology(opts.modules);
   const moduleConfigs = validateModuleConfig(opts.modules, config.modules);
   const metrics = new Metrics();
-  const tracer = new Tracer();
   const registry = new LocalServiceRegistry();
   mkdirSync(config.dataDir, { recursive: true });
 
   const localTransport: Transport = createLocalTransport({
     registry,
     defaultTimeoutMs: config.rpc.timeoutMs,
-    onError: (err, method) => logger.error("rpc failed", { procedure: `${method.parent.typeName}/${method.name}`, traceId: tracer.current()?.traceId, err }),
+    onError: (err, method) => logger.error("rpc failed", { procedure: `${method.parent.typeName}/${method.name}`, err }),
     onCall: metrics.rpcObserver("local"),
   });
   const clients = new Map<DescService, Client<DescService>>();
@@ -101,6 +110,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     tracer,
     maxBodyBytes: config.http.maxBodyBytes,
     readiness: async () => {
+      if (stopped) throw new Error("shutting down");
       for (const s of storages.values()) s.ping();
       await bus.ping();
       return { storage: "ok", migrations: "ok", bus: bus.kind };

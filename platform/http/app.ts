@@ -31,10 +31,14 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
   app.use("*", async (c, next) => {
     const span = childSpan(parseTraceparent(c.req.header("traceparent")));
     const started = performance.now();
-    await tracer.run(span, next);
-    c.header("traceparent", formatTraceparent(span));
-    const route = c.req.routePath ?? "unmatched";
-    metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, (performance.now() - started) / 1000);
+    await tracer.run(span, async () => {
+      await next();
+      c.header("traceparent", formatTraceparent(span));
+      const route = c.req.routePath ?? "unmatched";
+      const seconds = (performance.now() - started) / 1000;
+      metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
+      logger.debug("request", { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1e5) / 100 });
+    });
   });
 
   app.use(
@@ -49,7 +53,7 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
   app.onError((err, c) => {
     const pub = toPublicError(err);
     if (pub.code === Code.Internal || pub.code === Code.Unknown) {
-      logger.error("request failed", { method: c.req.method, path: c.req.path, traceId: tracer.current()?.traceId, err: pub.cause ?? err });
+      logger.error("request failed", { method: c.req.method, path: c.req.path, err: pub.cause ?? err });
     }
     return errorResponse(c, pub);
   });
@@ -71,7 +75,7 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
     try {
       return await next(req);
     } catch (err) {
-      if (!(err instanceof ConnectError)) logger.error("rpc failed", { procedure: `${req.service.typeName}/${req.method.name}`, traceId: tracer.current()?.traceId, err });
+      if (!(err instanceof ConnectError)) logger.error("rpc failed", { procedure: `${req.service.typeName}/${req.method.name}`, err });
       throw toPublicError(err);
     }
   };

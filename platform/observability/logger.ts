@@ -24,13 +24,20 @@ const defaultSink: LogSink = (line, level) => {
  * Creates a JSON-lines logger.
  * @example const log = createLogger({ level: "info", base: { service: "selaras" } });
  */
-export function createLogger(opts: { level: LogLevel; base?: Record<string, unknown>; sink?: LogSink }): Logger {
+export function createLogger(opts: {
+  level: LogLevel;
+  base?: Record<string, unknown>;
+  sink?: LogSink;
+  /** Fields of the current context (e.g. the trace id of the request being served), added to every entry. */
+  context?: () => Record<string, unknown> | undefined;
+}): Logger {
   const min = rank[opts.level];
   const sink = opts.sink ?? defaultSink;
+  const context = opts.context ?? (() => undefined);
   const make = (base: Record<string, unknown>): Logger => {
     const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (rank[level] < min) return;
-      const entry: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+      const entry: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base, ...context(), ...fields };
       if (entry.err instanceof Error) entry.err = { message: entry.err.message, stack: entry.err.stack };
       sink(JSON.stringify(entry, (_k, v) => (typeof v === "bigint" ? v.toString() : v)), level);
     };
