@@ -229,6 +229,26 @@ describe.skipIf(!isBun)("public contract over HTTP (e2e)", () => {
       expect(msg.product).toMatchObject({ id: p.id, name: "Soto", priceCents: 2200n });
     });
 
+    it("serves gRPC-Web on the same port: a data frame, then trailers with grpc-status", async () => {
+      const p = await newProduct("Gado-gado", 1800);
+      const call = async (id: string) => {
+        const res = await fetch(`${srv.url}/catalog.v1.CatalogService/GetProduct`, {
+          method: "POST",
+          headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+          body: grpcWebFrame(0, toBinary(GetProductRequestSchema, create(GetProductRequestSchema, { id }))),
+        });
+        expect(res.status).toBe(200);
+        return grpcWebFrames(new Uint8Array(await res.arrayBuffer()));
+      };
+      const ok = await call(p.id);
+      expect(ok.map((f) => f.flags)).toEqual([0, 0x80]);
+      expect(fromBinary(GetProductResponseSchema, ok[0]!.data).product).toMatchObject({ id: p.id, name: "Gado-gado", priceCents: 1800n });
+      expect(new TextDecoder().decode(ok[1]!.data)).toMatch(/grpc-status: ?0/);
+      const missing = await call("no-such-product");
+      expect(missing.map((f) => f.flags)).toEqual([0x80]);
+      expect(new TextDecoder().decode(missing[0]!.data)).toMatch(/grpc-status: ?5/); // NOT_FOUND
+    });
+
     it("answers an unknown id with a Connect error JSON, code not_found", async () => {
       const r = await http.post("/catalog.v1.CatalogService/GetProduct", { id: "no-such-product" });
       expect(r.status).toBe(404);
@@ -265,3 +285,23 @@ describe.skipIf(!isBun)("public contract over HTTP (e2e)", () => {
     });
   });
 });
+
+/** One gRPC-Web frame: a flags byte, a big-endian length, the payload. */
+function grpcWebFrame(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + data.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.length);
+  out.set(data, 5);
+  return out;
+}
+
+/** Splits a gRPC-Web response body into its frames. */
+function grpcWebFrames(body: Uint8Array): Array<{ flags: number; data: Uint8Array }> {
+  const frames: Array<{ flags: number; data: Uint8Array }> = [];
+  for (let at = 0; at < body.length; ) {
+    const len = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+    frames.push({ flags: body[at]!, data: body.subarray(at + 5, at + 5 + len) });
+    at += 5 + len;
+  }
+  return frames;
+}
