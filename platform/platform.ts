@@ -130,7 +130,13 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   try {
     for (const manifest of opts.modules) {
       const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), { synchronous: config.sqlite.synchronous });
-      const applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);
+      let applied: string[];
+      try {
+        applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);
+      } catch (err) {
+        conn.close();
+        throw err;
+      }
       if (applied.length > 0) logger.info("migrations applied", { module: manifest.name, applied });
       const commits = metrics.commitBatch.labels({ module: manifest.name });
       storages.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, tracer, (n) => commits.observe(n)));
