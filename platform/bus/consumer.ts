@@ -40,11 +40,18 @@ export function createConsumer(opts: {
     return "processed";
   };
 
+  // Label children resolved once: the per-event path does no label hashing.
+  const counted = {
+    processed: metrics.eventsConsumed.labels({ consumer, result: "processed" }),
+    duplicate: metrics.eventsConsumed.labels({ consumer, result: "duplicate" }),
+    failed: metrics.eventsConsumed.labels({ consumer, result: "failed" }),
+  };
+  const lag = metrics.consumerLagSeconds.labels({ consumer });
   const record = (outcomes: Array<"processed" | "duplicate">, batch: readonly Delivery[]) => {
     const now = Date.now();
     outcomes.forEach((o, i) => {
-      metrics.eventsConsumed.inc({ consumer, result: o });
-      if (o === "processed") metrics.consumerLagSeconds.observe({ consumer }, (now - batch[i]!.envelope.occurredAt) / 1000);
+      counted[o].inc();
+      if (o === "processed") lag.observe((now - batch[i]!.envelope.occurredAt) / 1000);
     });
   };
 
@@ -75,7 +82,7 @@ export function createConsumer(opts: {
   };
 
   function fail(err: unknown): DeliveryResult {
-    metrics.eventsConsumed.inc({ consumer, result: "failed" });
+    counted.failed.inc();
     logger.debug("event handler failed", { consumer, err });
     return { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
   }

@@ -27,6 +27,14 @@ export interface HttpAppOptions {
 export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(bindings: readonly ServiceBinding[]): void } {
   const { logger, metrics, tracer } = opts;
   const app = new Hono();
+  // One histogram child per (method, route, status), resolved once: no label hashing per request.
+  const durations = new Map<string, { observe(v: number): void }>();
+  const observe = (method: string, route: string, status: number, seconds: number) => {
+    const key = `${method} ${status} ${route}`;
+    let child = durations.get(key);
+    if (!child) durations.set(key, (child = metrics.httpDuration.labels({ method, route, status: String(status) })));
+    child.observe(seconds);
+  };
 
   app.use("*", async (c, next) => {
     const span = childSpan(parseTraceparent(c.req.header("traceparent")));
@@ -36,7 +44,7 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
       c.header("traceparent", formatTraceparent(span));
       const route = c.req.routePath ?? "unmatched";
       const seconds = (performance.now() - started) / 1000;
-      metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
+      observe(c.req.method, route, c.res.status, seconds);
       logger.debug("request", { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1e5) / 100 });
     });
   });

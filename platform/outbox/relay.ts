@@ -64,6 +64,8 @@ export class OutboxRelay {
   async #run(): Promise<void> {
     const { logger, metrics, batchSize } = this.opts;
     const module = this.storage.module;
+    const lag = metrics.relayLag.labels({ module });
+    const published = metrics.eventsPublished.labels({ module });
     let failures = 0;
     while (this.#running) {
       this.#woken = false;
@@ -88,8 +90,8 @@ export class OutboxRelay {
         await this.bus.publish(envelopes);
         const now = Date.now();
         await this.storage.markPublished(rows[rows.length - 1]!.seq, now);
-        for (const r of rows) metrics.relayLag.observe({ module }, (now - r.created_at) / 1000);
-        metrics.eventsPublished.inc({ module }, rows.length);
+        for (const r of rows) lag.observe((now - r.created_at) / 1000);
+        published.inc(rows.length);
         failures = 0;
       } catch (err) {
         failures++;
