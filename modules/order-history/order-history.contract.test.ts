@@ -233,6 +233,9 @@ describe("order-history delivery guarantees", () => {
       expect(dead.map((d) => d.envelope.id).sort()).toEqual([undecodable.id, unkeyed.id].sort());
       expect(dead.map((d) => d.attempts)).toEqual([2, 2]);
       expect(dead.find((d) => d.envelope.id === unkeyed.id)?.error).toMatch(/without an order id/);
+      // An operator sees each one in the log, with the consumer and the event id.
+      const logged = t.logs.map((l) => JSON.parse(l)).filter((e) => e.msg === "event dead-lettered");
+      expect(logged.map((e) => [e.level, e.consumer, e.eventId].join(" ")).sort()).toEqual([undecodable.id, unkeyed.id].map((id) => `error ${CONSUMER} ${id}`).sort());
 
       const [got] = await waitFor(async () => {
         const orders = (await t.platform.client(OrderHistoryService).listCustomerOrders({ customerId: c })).orders;

@@ -22,10 +22,19 @@ export function testConfig(overrides: Partial<PlatformConfig> & { dataDir: strin
  */
 export async function bootModules(modules: readonly ModuleManifest<any>[], overrides: Partial<PlatformConfig> = {}) {
   const dataDir = overrides.dataDir ?? tempDataDir();
-  const platform: Platform = await createPlatform({ config: testConfig({ ...overrides, dataDir }), modules });
+  // Log lines are kept, not printed: a test that provokes errors on purpose stays quiet, and can
+  // assert what was logged. SELARAS_TEST_LOGS=1 prints them too.
+  const logs: string[] = [];
+  const print = process.env.SELARAS_TEST_LOGS === "1";
+  const logSink = (line: string) => {
+    logs.push(line);
+    if (print) process.stderr.write(line + "\n");
+  };
+  const platform: Platform = await createPlatform({ config: testConfig({ ...overrides, dataDir }), modules, logSink });
   return {
     platform,
     dataDir,
+    logs,
     async dispose() {
       await platform.stop();
       if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
