@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CatalogService, ProductSchema, type Product as ProductMsg } from "../../gen/catalog/v1/catalog_pb.ts";
-import { parseOrThrow } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import { createProduct } from "./commands/create-product.ts";
 import { CreateProductInput, ProductId, UpdateProductInput } from "./commands/inputs.ts";

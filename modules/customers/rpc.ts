@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CustomerSchema, CustomerService, type Customer as CustomerMsg } from "../../gen/customers/v1/customers_pb.ts";
-import { parseOrThrow } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import { CustomerId, RegisterCustomerInput } from "./commands/inputs.ts";
 import { registerCustomer } from "./commands/register-customer.ts";

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { parseOrThrow } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import type { HistoryOrder } from "./domain/order-history.ts";
 import { ListCustomerOrdersInput } from "./queries/inputs.ts";

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { OrderHistoryService, OrderSummarySchema, type OrderSummary } from "../../gen/order_history/v1/order_history_pb.ts";
-import { parseOrThrow } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import type { ModuleStorage } from "../../platform/module.ts";
 import type { HistoryOrder } from "./domain/order-history.ts";
 import { ListCustomerOrdersInput } from "./queries/inputs.ts";

@@ -1,5 +1,6 @@
 import type { Hono } from "hono";
-import { jsonBody, parseOrThrow, pathParam } from "../../platform/http/validate.ts";
+import { jsonBody, pathParam } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import { IdempotencyKeyHeader, OrderId, PlaceOrderInput } from "./commands/inputs.ts";
 import { placeOrder, type PlaceOrderDeps } from "./commands/place-order.ts";
 import type { Order } from "./domain/order.ts";

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { OrderSchema, OrderService, OrderStatus, type Order as OrderMsg } from "../../gen/orders/v1/orders_pb.ts";
-import { parseOrThrow } from "../../platform/http/validate.ts";
+import { parseOrThrow } from "../../platform/validate.ts";
 import { IdempotencyKeyField, OrderId, PlaceOrderInput } from "./commands/inputs.ts";
 import { placeOrder, type PlaceOrderDeps } from "./commands/place-order.ts";
 import type { Order, OrderStatus as Status } from "./domain/order.ts";
