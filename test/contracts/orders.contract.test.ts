@@ -317,3 +317,28 @@ describe("orders contract", () => {
     });
   });
 });
+
+describe("orders: idempotency keys expire", () => {
+  it("forgets a key after modules.orders.idempotencyKeyRetentionHours: the same key then places a new order", async () => {
+    // 0.0001 h = 360 ms, so the background expiry runs every 90 ms.
+    const t = await bootModules([catalog, customers, orders], { modules: { orders: { idempotencyKeyRetentionHours: 0.0001 } } });
+    try {
+      const productId = (await t.platform.client(CatalogService).createProduct({ sku: "EXP", name: "Exp", priceCents: 100n })).product!.id;
+      const customerId = (await t.platform.client(CustomerService).createCustomer({ email: "exp@example.com", name: "Exp", creditLimitCents: 1_000n })).customer!.id;
+      const client = t.platform.client(OrderService);
+      const req = { customerId, lines: [{ productId, quantity: 1 }], idempotencyKey: "short-lived" };
+      const first = (await client.placeOrder(req)).order!;
+      const again = await waitFor(async () => {
+        const r = await client.placeOrder(req);
+        return r.order!.id !== first.id ? r : undefined;
+      }, { what: "the key to expire" });
+      expect(again.replayed).toBe(false);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+  it("refuses to start with a bad retention, naming the key", async () => {
+    await expect(bootModules([catalog, customers, orders], { modules: { orders: { idempotencyKeyRetentionHours: -1 } } })).rejects.toThrow(/modules\.orders\.idempotencyKeyRetentionHours: /);
+  });
+});

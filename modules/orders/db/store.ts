@@ -1,4 +1,4 @@
-import { asc, eq, sql } from "drizzle-orm";
+import { asc, eq, lt, sql } from "drizzle-orm";
 import type { SqliteDb } from "../../../platform/module.ts";
 import { preparedQuery } from "../../../platform/storage/prepared.ts";
 import type { Order } from "../domain/order.ts";
@@ -35,6 +35,7 @@ const insertLine = preparedQuery((db) =>
     .prepare(),
 );
 const keyByKey = preparedQuery((db) => db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, p("key"))).prepare());
+const deleteKeysBefore = preparedQuery((db) => db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, p("before"))).prepare());
 const insertKey = preparedQuery((db) =>
   db.insert(idempotencyKeys).values({ key: p("key"), requestHash: p("requestHash"), orderId: p("orderId"), createdAt: p("createdAt") }).prepare(),
 );
@@ -61,5 +62,9 @@ export const idempotencyStore = {
   },
   insert(db: SqliteDb, r: IdempotencyRecord): void {
     insertKey(db).run({ ...r });
+  },
+  /** Deletes keys first used before `before` (ms); returns how many. */
+  deleteOlderThan(db: SqliteDb, before: number): number {
+    return (deleteKeysBefore(db).run({ before }) as { changes: number }).changes;
   },
 };
