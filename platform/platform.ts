@@ -3,7 +3,8 @@ import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
-import { openEmbeddedBus, type EmbeddedBus } from "./bus/embedded.ts";
+import { openEmbeddedBus } from "./bus/embedded.ts";
+import { openNatsBus } from "./bus/nats/index.ts";
 import { createConsumer } from "./bus/consumer.ts";
 import type { Bus, BusSubscription } from "./bus/types.ts";
 import type { PlatformConfig } from "./config/schema.ts";
@@ -91,14 +92,19 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     return c as Client<S>;
   };
 
-  const bus: EmbeddedBus = await openEmbeddedBus({
-    dataDir: config.dataDir,
-    synchronous: config.sqlite.synchronous,
-    maxDeliver: config.bus.maxDeliver,
-    backoffMs: config.bus.backoffMs,
-    batchSize: config.bus.batchSize,
-    logger: logger.child({ component: "bus" }),
-  });
+  const busLogger = logger.child({ component: "bus" });
+  // Only the embedded log needs pruning by the platform; JetStream streams expire by age themselves.
+  const bus: Bus & { prune?(before: number): Promise<number> } =
+    config.bus.kind === "nats"
+      ? await openNatsBus({ ...config.bus.nats, maxDeliver: config.bus.maxDeliver, backoffMs: config.bus.backoffMs, retentionHours: config.bus.retentionHours, name: config.serviceName, logger: busLogger })
+      : await openEmbeddedBus({
+          dataDir: config.dataDir,
+          synchronous: config.sqlite.synchronous,
+          maxDeliver: config.bus.maxDeliver,
+          backoffMs: config.bus.backoffMs,
+          batchSize: config.bus.batchSize,
+          logger: busLogger,
+        });
 
   const storages = new Map<string, SqliteModuleStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
@@ -194,7 +200,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     const outboxBefore = Date.now() - config.outbox.retentionHours * 3_600_000;
     const busBefore = Date.now() - config.bus.retentionHours * 3_600_000;
     for (const s of storages.values()) s.prune(outboxBefore, busBefore).catch((err) => logger.warn("outbox prune failed", { module: s.module, err }));
-    bus.prune(busBefore).catch((err) => logger.warn("bus prune failed", { err }));
+    bus.prune?.(busBefore).catch((err) => logger.warn("bus prune failed", { err }));
   }, config.outbox.pruneIntervalMs);
   pruneTimer.unref?.();
 

@@ -40,7 +40,23 @@ describe("defaults", () => {
         http: { maxBodyBytes: 1_048_576, idleTimeoutSeconds: 30 },
         rpc: { timeoutMs: 5000 },
         outbox: { batchSize: 500, retentionHours: 168, pruneIntervalMs: 60_000 },
-        bus: { kind: "embedded", retentionHours: 168, maxDeliver: 5, backoffMs: [100, 500, 2000, 10_000], batchSize: 256 },
+        bus: {
+          kind: "embedded",
+          retentionHours: 168,
+          maxDeliver: 5,
+          backoffMs: [100, 500, 2000, 10_000],
+          batchSize: 256,
+          nats: {
+            servers: ["nats://127.0.0.1:4222"],
+            prefix: "selaras",
+            partitions: 4,
+            duplicateWindowSeconds: 120,
+            ackWaitSeconds: 30,
+            requestTimeoutMs: 5000,
+            reconnectWaitMs: 250,
+            replicas: 1,
+          },
+        },
         sqlite: { synchronous: "NORMAL" },
         modules: {},
       },
@@ -229,8 +245,14 @@ describe("errors name the key, the problem and the source", () => {
     expect(problemsOf({ env: { SELARAS_BUS__BACKOFF_MS: "[1," } })).toHaveLength(1);
   });
 
-  it("rejects a bus kind that is not available yet", () => {
-    expect(problemsOf({ env: { SELARAS_BUS__KIND: "nats" } })).toEqual(['bus.kind: expected "embedded", got "nats" (from env SELARAS_BUS__KIND)']);
+  it("accepts the two bus kinds and rejects others; the NATS prefix must be a subject token", () => {
+    expect(loadConfig({ env: { SELARAS_BUS__KIND: "nats", SELARAS_BUS__NATS__SERVERS: "nats://a:4222,nats://b:4222" } }).config.bus).toMatchObject({
+      kind: "nats",
+      nats: { servers: ["nats://a:4222", "nats://b:4222"], prefix: "selaras" },
+    });
+    expect(problemsOf({ env: { SELARAS_BUS__KIND: "kafka" } })).toEqual(['bus.kind: expected one of "embedded", "nats", got "kafka" (from env SELARAS_BUS__KIND)']);
+    const [prefixProblem, ...rest] = problemsOf({ argv: ["--set", "bus.nats.prefix=a.b"] });
+    expect([prefixProblem, rest]).toEqual([expect.stringMatching(/^bus\.nats\.prefix: .*, got "a\.b" \(from --set\)$/), []]);
   });
 
   it("names unknown keys in the file, top-level and nested", () => {

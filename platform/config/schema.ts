@@ -1,5 +1,6 @@
 // Namespace import: under `bun --bun vitest`, zod's named `z` export resolves to undefined.
 import * as z from "zod";
+import { PREFIX_PATTERN } from "../bus/nats/names.ts";
 
 // Strict objects at every level: a misspelt key in a config file must fail loudly instead of
 // silently leaving the default in place. Groups use `.prefault({})` so that their own keys'
@@ -34,9 +35,47 @@ const outbox = z
   .prefault({})
   .describe("Transactional outbox and its relay.");
 
+const nats = z
+  .strictObject({
+    servers: z
+      .array(z.string().min(1))
+      .min(1)
+      .default(["nats://127.0.0.1:4222"])
+      .describe("NATS server URLs (nats://[user:password@]host:port); the client connects to any of them and learns the rest of a cluster."),
+    prefix: z
+      .string()
+      .regex(PREFIX_PATTERN, "lower-case letters, digits, _ and -, starting with a letter")
+      .default("selaras")
+      .describe("Lower-case letters, digits, _ and -, starting with a letter. The first token of every subject (<prefix>.events.<type>.<partition>) and, upper-cased, of every stream name: deployments sharing a server use different prefixes."),
+    partitions: z
+      .int()
+      .min(1)
+      .max(64)
+      .default(4)
+      .describe("Aggregates are hashed onto this many partitions, one stream per proto package and partition. Each partition is consumed in order with one event in flight: this is how many events of one package a subscription processes at once. Change it only with every consumer caught up."),
+    duplicateWindowSeconds: z
+      .int()
+      .positive()
+      .default(120)
+      .describe("How long JetStream remembers an event id (Nats-Msg-Id) to drop a republished copy, e.g. a relay retry after a crash; the inbox absorbs later copies."),
+    ackWaitSeconds: z
+      .int()
+      .positive()
+      .default(30)
+      .describe("How long a delivered event may stay unacknowledged (a consumer process died mid-event) before NATS delivers it again."),
+    requestTimeoutMs: z.int().positive().default(5000).describe("How long to wait for a publish acknowledgement or a JetStream API reply, in ms."),
+    reconnectWaitMs: z.int().positive().default(250).describe("Pause between reconnection attempts after the connection to NATS was lost, in ms."),
+    replicas: z.int().min(1).max(5).default(1).describe("Replicas of each stream in a clustered NATS (1 on a single server)."),
+  })
+  .prefault({})
+  .describe('NATS JetStream bus, used when bus.kind is "nats" (see docs/adr/0006-nats-jetstream-bus.md).');
+
 const bus = z
   .strictObject({
-    kind: z.literal("embedded").default("embedded").describe('Event bus: "embedded" runs in this process ("nats" arrives with the split topology).'),
+    kind: z
+      .enum(["embedded", "nats"])
+      .default("embedded")
+      .describe('Event bus: "embedded" is a durable log in dataDir for one process; "nats" is NATS JetStream (bus.nats), shared by every process of a split topology.'),
     retentionHours: z.number().nonnegative().default(168).describe("Hours the bus keeps an event after it is published (replay window)."),
     maxDeliver: z.int().min(1).default(5).describe("Delivery attempts per event before it goes to the dead-letter queue."),
     backoffMs: z
@@ -44,7 +83,8 @@ const bus = z
       .min(1)
       .default([100, 500, 2000, 10_000])
       .describe("Delays before redelivery, in ms: retry n waits entry n; the last entry repeats."),
-    batchSize: z.int().min(1).max(10_000).default(256).describe("Events a consumer takes per fetch."),
+    batchSize: z.int().min(1).max(10_000).default(256).describe("Events a consumer takes per fetch (embedded bus)."),
+    nats,
   })
   .prefault({})
   .describe("Event bus.");

@@ -1,0 +1,93 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  ReplayPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+/** Retention settings of a stream. */
+export interface StreamSettings {
+  /** 0 keeps messages until deleted. */
+  readonly maxAgeMs: number;
+  readonly duplicateWindowMs: number;
+  readonly replicas: number;
+}
+
+const STREAM_NAME_IN_USE = 10058;
+
+/**
+ * Creates a stream, or brings an existing one to these subjects and limits: idempotent, safe when
+ * several processes start at once. A change NATS cannot apply (e.g. storage type) fails loudly.
+ */
+export async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[], s: StreamSettings): Promise<void> {
+  const limits = {
+    subjects,
+    max_age: nanos(s.maxAgeMs),
+    // NATS refuses a duplicate window longer than the retention.
+    duplicate_window: nanos(s.maxAgeMs > 0 ? Math.min(s.duplicateWindowMs, s.maxAgeMs) : s.duplicateWindowMs),
+    num_replicas: s.replicas,
+  };
+  try {
+    await jsm.streams.add({ name, retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old, ...limits });
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError)) throw err;
+    // Another process may have created it a moment ago: depending on timing NATS answers "name
+    // in use" or "subjects overlap". Either way, if the stream exists now, bring it up to date.
+    if (err.code !== STREAM_NAME_IN_USE && !(await streamExists(jsm, name))) throw err;
+    await jsm.streams.update(name, limits);
+  }
+}
+
+async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+  try {
+    await jsm.streams.info(name);
+    return true;
+  } catch (err) {
+    if (err instanceof JetStreamApiError) return false;
+    throw err;
+  }
+}
+
+/** Settings of a durable consumer. */
+export interface ConsumerSettings {
+  readonly ackWaitMs: number;
+}
+
+const CONSUMER_NOT_FOUND = 10014;
+
+/**
+ * Creates a durable pull consumer (`filter` "" reads the whole stream), or brings an existing one
+ * to this filter and these limits.
+ * `max_ack_pending: 1` is what keeps order: the server hands out the next message only once the
+ * previous one is acked or terminated — a nak with delay keeps it pending — however many
+ * instances pull.
+ *
+ * A changed filter recreates the consumer at its position instead of updating it: NATS 2.9
+ * accepts the update but then delivers nothing.
+ */
+export async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, filter: string, s: ConsumerSettings): Promise<void> {
+  const limits = { max_ack_pending: 1, ack_wait: nanos(s.ackWaitMs), max_deliver: -1 };
+  const base = { durable_name: durable, ack_policy: AckPolicy.Explicit, replay_policy: ReplayPolicy.Instant, ...(filter ? { filter_subject: filter } : {}), ...limits };
+  let info;
+  try {
+    info = await jsm.consumers.info(stream, durable);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== CONSUMER_NOT_FOUND) throw err;
+    // Two instances may race here: creating the same config twice is a no-op.
+    await jsm.consumers.add(stream, { ...base, deliver_policy: DeliverPolicy.All });
+    return;
+  }
+  const c = info.config;
+  if ((c.filter_subject ?? "") !== filter) {
+    // Redelivers at most the one event in flight (max_ack_pending 1); the inbox absorbs it.
+    await jsm.consumers.delete(stream, durable);
+    await jsm.consumers.add(stream, { ...base, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: info.ack_floor.stream_seq + 1 });
+  } else if (c.max_ack_pending !== limits.max_ack_pending || c.ack_wait !== limits.ack_wait || c.max_deliver !== limits.max_deliver) {
+    await jsm.consumers.update(stream, durable, limits);
+  }
+}

@@ -1,0 +1,228 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { connect, NoRespondersError, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../../observability/logger.ts";
+import type { Bus, BusSubscription, DeadLetter, EventEnvelope, SubscribeOptions } from "../types.ts";
+import { ensureConsumer, ensureStream, type StreamSettings } from "./admin.ts";
+import { readDeadLetters, redriveDeadLetters, writeDeadLetter, type DlqContext } from "./dead-letters.ts";
+import { envelopeHeaders } from "./envelope.ts";
+import { dlqStream, eventStream, eventStreamSubjects, eventSubject, partitionOf, PREFIX_PATTERN, redriveStream, splitType } from "./names.ts";
+import { NatsSubscription } from "./subscription.ts";
+
+/** Settings of the NATS JetStream bus (from the `bus` and `bus.nats` config sections). */
+export interface NatsBusOptions {
+  /** Server URLs, e.g. `nats://127.0.0.1:4222`. */
+  readonly servers: readonly string[];
+  /** First subject token and stream-name prefix; lets several deployments share a server. */
+  readonly prefix: string;
+  /** Aggregates are hashed onto this many partitions (a stream per package and partition), each consumed in order. */
+  readonly partitions: number;
+  readonly maxDeliver: number;
+  readonly backoffMs: readonly number[];
+  /** Event streams keep messages this long (replay window). */
+  readonly retentionHours: number;
+  readonly duplicateWindowSeconds: number;
+  readonly ackWaitSeconds: number;
+  /** PubAcks and JetStream API calls. */
+  readonly requestTimeoutMs: number;
+  readonly reconnectWaitMs: number;
+  readonly replicas: number;
+  /** Connection name shown by the server. */
+  readonly name?: string;
+  readonly logger: Logger;
+}
+
+/**
+ * Connects to NATS and checks JetStream is enabled. Streams are created (or updated) when first
+ * published to or subscribed from.
+ *
+ * @example const bus = await openNatsBus({ servers: ["nats://127.0.0.1:4222"], prefix: "selaras", ... });
+ */
+export async function openNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
+  if (!PREFIX_PATTERN.test(opts.prefix)) throw new Error(`NATS bus prefix "${opts.prefix}" must be lower-case letters, digits, _ and -, starting with a letter`);
+  if (!Number.isInteger(opts.partitions) || opts.partitions < 1) throw new Error(`NATS bus partitions must be a positive integer, got ${opts.partitions}`);
+  const nc = await connect({
+    servers: [...opts.servers],
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: opts.reconnectWaitMs,
+    timeout: opts.requestTimeoutMs,
+  }).catch((err: Error) => {
+    throw new Error(`cannot connect to NATS at ${opts.servers.join(", ")}: ${err.message}`, { cause: err });
+  });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: opts.requestTimeoutMs });
+    return new NatsBus(nc, jetstream(nc, { timeout: opts.requestTimeoutMs }), jsm, opts);
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}
+
+/**
+ * The bus on NATS JetStream (ADR 0006): events on `<prefix>.events.<type>.<partition>` with the
+ * event id as `Nats-Msg-Id`, one stream per proto package and partition, a durable pull consumer
+ * per subscription in each stream it reads with one message in flight, dead letters in
+ * `<PREFIX>_DLQ`, redrives through `<PREFIX>_REDRIVE`.
+ */
+export class NatsBus implements Bus {
+  readonly kind = "nats";
+  readonly #subs = new Set<NatsSubscription>();
+  readonly #streams = new Map<string, Promise<void>>();
+  readonly #status: Promise<void>;
+  readonly #dlq: DlqContext;
+  #connected = true;
+  #closed = false;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly opts: NatsBusOptions,
+  ) {
+    this.#dlq = { js, jsm, prefix: opts.prefix, timeoutMs: opts.requestTimeoutMs };
+    this.#status = this.#watch();
+  }
+
+  async #watch(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === "disconnect") {
+        this.#connected = false;
+        this.opts.logger.warn("NATS connection lost; reconnecting", { server: s.server });
+      } else if (s.type === "reconnect") {
+        this.#connected = true;
+        this.opts.logger.info("NATS connection restored", { server: s.server });
+      }
+    }
+  }
+
+  /** Publishes and awaits every PubAck; rejects at once while disconnected (events wait in the outbox). */
+  async publish(events: readonly EventEnvelope[]): Promise<void> {
+    if (this.#closed) throw new Error("bus is closed");
+    if (!this.#connected) throw new Error("NATS is unreachable (reconnecting)");
+    if (events.length === 0) return;
+    await Promise.all([...new Set(events.map((e) => splitType(e.type).pkg))].map((pkg) => this.ensurePackageStream(pkg)));
+    const { prefix, partitions, requestTimeoutMs } = this.opts;
+    // Pipelined: one connection keeps publish order, so the stream order is the batch order.
+    const acks = await Promise.allSettled(
+      events.map((e) =>
+        this.js.publish(eventSubject(prefix, e.type, partitionOf(e.aggregateId, partitions)), e.payload, {
+          msgID: e.id,
+          headers: envelopeHeaders(e),
+          timeout: requestTimeoutMs,
+        }),
+      ),
+    );
+    const failed = acks.find((a) => a.status === "rejected");
+    if (failed) {
+      // No stream took it: deleted behind our back? Ensure it again next time.
+      if (failed.reason instanceof NoRespondersError || /no responders/i.test(String(failed.reason))) this.#streams.clear();
+      throw failed.reason;
+    }
+  }
+
+  subscribe(opts: SubscribeOptions): BusSubscription {
+    if (this.#closed) throw new Error("bus is closed");
+    if ([...this.#subs].some((s) => s.consumer === opts.consumer)) throw new Error(`consumer ${opts.consumer} is subscribed twice`);
+    const sub = new NatsSubscription(this, opts);
+    this.#subs.add(sub);
+    sub.start();
+    return {
+      stop: async () => {
+        this.#subs.delete(sub);
+        await sub.stop();
+      },
+    };
+  }
+
+  async deadLetters(consumer?: string): Promise<DeadLetter[]> {
+    await this.ensureSystemStreams();
+    return (await readDeadLetters(this.#dlq, consumer)).map((d) => d.letter);
+  }
+
+  /** Re-delivers dead letters to their consumer only; `seq` is the dead letter's own (see `deadLetters`). */
+  async redrive(consumer: string, seq?: number): Promise<number> {
+    await this.ensureSystemStreams();
+    return redriveDeadLetters(this.#dlq, consumer, seq);
+  }
+
+  async consumerLag(): Promise<Map<string, number>> {
+    const subs = [...this.#subs];
+    const lags = await Promise.all(subs.map((s) => s.lag()));
+    return new Map(subs.map((s, i) => [s.consumer, lags[i]!]));
+  }
+
+  async ping(): Promise<void> {
+    if (this.#closed || this.nc.isClosed()) throw new Error("NATS connection is closed");
+    if (!this.#connected) throw new Error("NATS is unreachable (reconnecting)");
+    await this.jsm.getAccountInfo();
+  }
+
+  /** Stops every subscription (in-flight messages finish and are acked), then drains the connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#subs].map((s) => s.stop()));
+    this.#subs.clear();
+    try {
+      await this.within(this.nc.drain(), "NATS drain timed out");
+    } catch {
+      await this.nc.close();
+    }
+    await this.#status;
+  }
+
+  // ---- for subscriptions ----
+
+  /** The package's partition streams exist with the configured limits (checked once per process). */
+  async ensurePackageStream(pkg: string): Promise<void> {
+    const { prefix, partitions, retentionHours, duplicateWindowSeconds, replicas } = this.opts;
+    const duplicateWindowMs = duplicateWindowSeconds * 1000;
+    // NATS reads max_age 0 as "forever": retention 0 keeps the dedup window instead.
+    const maxAgeMs = Math.max(Math.round(retentionHours * 3_600_000), duplicateWindowMs);
+    const streams = Array.from({ length: partitions }, (_, p) => this.#ensure(eventStream(prefix, pkg, p), [eventStreamSubjects(prefix, pkg, p)], { maxAgeMs, duplicateWindowMs, replicas }));
+    await Promise.all(streams);
+  }
+
+  /** The dead-letter stream (kept until redriven) and the redrive stream exist. */
+  async ensureSystemStreams(): Promise<void> {
+    const { prefix, retentionHours, duplicateWindowSeconds, replicas } = this.opts;
+    const duplicateWindowMs = duplicateWindowSeconds * 1000;
+    await Promise.all([
+      this.#ensure(dlqStream(prefix), [`${prefix}.dlq.>`], { maxAgeMs: 0, duplicateWindowMs, replicas }),
+      this.#ensure(redriveStream(prefix), [`${prefix}.redrive.>`], { maxAgeMs: Math.max(Math.round(retentionHours * 3_600_000), duplicateWindowMs), duplicateWindowMs, replicas }),
+    ]);
+  }
+
+  ensureConsumer(stream: string, durable: string, filter: string): Promise<void> {
+    return ensureConsumer(this.jsm, stream, durable, filter, { ackWaitMs: this.opts.ackWaitSeconds * 1000 });
+  }
+
+  deadLetter(consumer: string, m: JsMsg, error: Error, attempts: number): Promise<void> {
+    return writeDeadLetter(this.#dlq, consumer, m, error, attempts);
+  }
+
+  /** The delay before retry `n` (1-based): entry n of `backoffMs`, the last one repeating. */
+  backoff(n: number): number {
+    const b = this.opts.backoffMs;
+    return b[Math.min(Math.max(n, 1), b.length) - 1] ?? 1000;
+  }
+
+  /** `p`, or a rejection with `message` after the request timeout. */
+  within<T>(p: Promise<T>, message: string): Promise<T> {
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(message)), this.opts.requestTimeoutMs)));
+    return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+  }
+
+  #ensure(name: string, subjects: string[], s: StreamSettings): Promise<void> {
+    let p = this.#streams.get(name);
+    if (!p) {
+      p = ensureStream(this.jsm, name, subjects, s).catch((err) => {
+        this.#streams.delete(name);
+        throw err;
+      });
+      this.#streams.set(name, p);
+    }
+    return p;
+  }
+}

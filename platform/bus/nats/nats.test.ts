@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../../observability/logger.ts";
+import { deleteStreams, randomPrefix, SHARED_NATS } from "../../../test/support/nats-server.ts";
+import { waitFor } from "../../../test/support/platform.ts";
+import { busConformance, byAggregate, CONFORMANCE, E, envelope, OTHER, record } from "../bus.conformance.ts";
+import type { Delivery, EventEnvelope } from "../types.ts";
+import { openNatsBus, type NatsBusOptions } from "./index.ts";
+
+const logger = createLogger({ level: process.env.SELARAS_TEST_LOGS === "1" ? "debug" : "error", sink: process.env.SELARAS_TEST_LOGS === "1" ? (l) => process.stderr.write(l + "\n") : () => {} });
+
+/** Bus options for tests on the shared server: a prefix of their own, quick reconnects. */
+function natsOptions(prefix: string, over: Partial<NatsBusOptions> = {}): NatsBusOptions {
+  return {
+    servers: [SHARED_NATS],
+    prefix,
+    partitions: 2,
+    retentionHours: 1,
+    duplicateWindowSeconds: 120,
+    ackWaitSeconds: 30,
+    requestTimeoutMs: 5000,
+    reconnectWaitMs: 50,
+    replicas: 1,
+    logger,
+    ...CONFORMANCE,
+    ...over,
+  };
+}
+
+busConformance("NATS JetStream", async () => {
+  const prefix = randomPrefix();
+  return { open: () => openNatsBus(natsOptions(prefix)), dispose: async () => void (await deleteStreams(SHARED_NATS, prefix)) };
+});
+
+describe("NATS JetStream bus", () => {
+  async function withPrefix<T>(body: (prefix: string) => Promise<T>): Promise<T> {
+    const prefix = randomPrefix();
+    try {
+      return await body(prefix);
+    } finally {
+      await deleteStreams(SHARED_NATS, prefix);
+    }
+  }
+
+  it("keeps each aggregate's events in order while its first event fails and is retried, with two instances pulling", () =>
+    withPrefix(async (prefix) => {
+      // A backoff long enough that, without one message in flight per partition, the
+      // aggregate's later events would be handed out while the first one waits for its retry.
+      const opts = natsOptions(prefix, { partitions: 2, maxDeliver: 5, backoffMs: [40] });
+      const [one, two] = [await openNatsBus(opts), await openNatsBus(opts)];
+      try {
+        const processed: EventEnvelope[] = [];
+        const attempts = new Map<string, number[]>();
+        const failing = new Set<string>();
+        const handle = async (batch: readonly Delivery[]) => {
+          const results = [];
+          for (const d of batch) {
+            const id = d.envelope.id;
+            attempts.set(id, [...(attempts.get(id) ?? []), d.attempt]);
+            await new Promise((r) => setImmediate(r)); // let the other instance interleave
+            if (failing.has(id) && d.attempt < 3) {
+              results.push({ ok: false as const, error: new Error("not yet") });
+              break;
+            }
+            processed.push(d.envelope);
+            results.push({ ok: true as const });
+          }
+          return results;
+        };
+        one.subscribe({ consumer: "orders.projection", types: [E], handle });
+        two.subscribe({ consumer: "orders.projection", types: [E], handle });
+        const aggregates = ["A", "B", "C", "D", "E", "F"];
+        const events = Array.from({ length: 60 }, (_, i) => envelope(aggregates[i % aggregates.length]!));
+        // Each aggregate's first event fails twice before it succeeds.
+        for (const a of aggregates) failing.add(events.find((e) => e.aggregateId === a)!.id);
+        await one.publish(events.slice(0, 30));
+        await two.publish(events.slice(30));
+        await waitFor(() => processed.length >= events.length, { what: "every event processed" });
+        expect(byAggregate(processed)).toEqual(byAggregate(events));
+        for (const id of failing) expect(attempts.get(id)).toEqual([1, 2, 3]);
+        expect(new Set(processed.map((e) => e.id)).size).toBe(events.length);
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+    }));
+
+  it("shares one durable consumer between two instances: each event is processed once in total", () =>
+    withPrefix(async (prefix) => {
+      const opts = natsOptions(prefix, { partitions: 3 });
+      const [one, two] = [await openNatsBus(opts), await openNatsBus(opts)];
+      try {
+        const processed: Array<{ by: string; envelope: EventEnvelope }> = [];
+        const instance = (by: string) => async (batch: readonly Delivery[]) => {
+          await new Promise((r) => setImmediate(r));
+          for (const d of batch) processed.push({ by, envelope: d.envelope });
+          return batch.map(() => ({ ok: true as const }));
+        };
+        one.subscribe({ consumer: "history.projection", types: [E], handle: instance("one") });
+        two.subscribe({ consumer: "history.projection", types: [E], handle: instance("two") });
+        const events = Array.from({ length: 200 }, (_, i) => envelope(`agg-${i % 17}`));
+        await one.publish(events);
+        await waitFor(async () => processed.length >= events.length && (await one.consumerLag()).get("history.projection") === 0, { what: "all processed" });
+        expect(processed.map((p) => p.envelope.id).sort()).toEqual(events.map((e) => e.id).sort());
+        expect(byAggregate(processed)).toEqual(byAggregate(events));
+        // Both instances took part.
+        expect(new Set(processed.map((p) => p.by))).toEqual(new Set(["one", "two"]));
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+    }));
+
+  it("reads a subscription's events from every package stream it spans, and keeps envelopes intact", () =>
+    withPrefix(async (prefix) => {
+      const bus = await openNatsBus(natsOptions(prefix));
+      try {
+        const a = envelope("x", "t.v1.E");
+        const b = { ...envelope("y", "u.v1.F"), headers: { traceparent: "00-abc-def-01", "x weird key": "a\nb", " padded": " v " } };
+        await bus.publish([a, b]);
+        const { seen } = record(bus, "multi", ["t.v1.E", "u.v1.F"]);
+        await waitFor(() => seen.length === 2);
+        const got = new Map(seen.map((d) => [d.envelope.id, d.envelope]));
+        for (const e of [a, b]) expect({ ...got.get(e.id)!, payload: [...got.get(e.id)!.payload] }).toEqual({ ...e, payload: [...e.payload] });
+        const streams: string[] = [];
+        for await (const n of bus.jsm.streams.names()) if (n.startsWith(prefix.toUpperCase())) streams.push(n);
+        const P = prefix.toUpperCase();
+        // bus.nats.partitions = 2: two streams per package.
+        expect(streams.sort()).toEqual([`${P}_DLQ`, `${P}_REDRIVE`, `${P}_T_V1`, `${P}_T_V1_P1`, `${P}_U_V1`, `${P}_U_V1_P1`]);
+        const info = await bus.jsm.streams.info(`${P}_T_V1_P1`);
+        expect(info.config.subjects).toEqual([`${prefix}.events.t.v1.*.1`]);
+        expect(info.config.max_age).toBe(3_600 * 1e9); // bus.retentionHours = 1
+        expect(info.config.duplicate_window).toBe(120 * 1e9);
+      } finally {
+        await bus.close();
+      }
+    }));
+
+  it("updates existing streams and consumers in place when the configuration changes", () =>
+    withPrefix(async (prefix) => {
+      const first = await openNatsBus(natsOptions(prefix, { retentionHours: 1 }));
+      const r1 = record(first, "c1", [E]);
+      await first.publish([envelope("x")]);
+      await waitFor(() => r1.seen.length === 1);
+      await first.close();
+      // Restarted with longer retention and a second type: same stream, same durable position.
+      const second = await openNatsBus(natsOptions(prefix, { retentionHours: 2, duplicateWindowSeconds: 60 }));
+      try {
+        const later = envelope("x", OTHER);
+        await second.publish([later]);
+        const r2 = record(second, "c1", [E, OTHER]);
+        await waitFor(() => r2.seen.length === 1);
+        await waitFor(async () => (await second.consumerLag()).get("c1") === 0);
+        expect(r2.seen.map((d) => d.envelope.id)).toEqual([later.id]);
+        const info = await second.jsm.streams.info(`${prefix.toUpperCase()}_T_V1_P1`);
+        expect([info.config.max_age, info.config.duplicate_window]).toEqual([7_200 * 1e9, 60 * 1e9]);
+      } finally {
+        await second.close();
+      }
+    }));
+
+  it("answers ping while connected, and refuses to publish or ping once closed", () =>
+    withPrefix(async (prefix) => {
+      const bus = await openNatsBus(natsOptions(prefix));
+      await bus.ping();
+      expect(bus.kind).toBe("nats");
+      await bus.close();
+      await expect(bus.ping()).rejects.toThrow(/closed/);
+      await expect(bus.publish([envelope("x")])).rejects.toThrow(/closed/);
+    }));
+
+  it("fails to open with a clear error when no server answers", async () => {
+    await expect(openNatsBus(natsOptions(randomPrefix(), { servers: ["nats://127.0.0.1:1"], requestTimeoutMs: 1000 }))).rejects.toThrow(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: /);
+    await expect(openNatsBus(natsOptions("Bad.Prefix"))).rejects.toThrow(/prefix "Bad.Prefix"/);
+  });
+});
