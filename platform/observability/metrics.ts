@@ -49,7 +49,13 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         this.reset();
-        await collect((labels, value) => this.set(labels, value));
+        try {
+          await collect((labels, value) => this.set(labels, value));
+        } catch {
+          // A source that cannot answer (the bus during an outage) leaves its gauge empty for this
+          // scrape instead of failing the whole of /metrics; /readyz reports the outage.
+          this.reset();
+        }
       },
     });
   }
