@@ -126,6 +126,10 @@ describe("platform on NATS JetStream", () => {
       await server.stop();
       await waitFor(async () => (await readyz()) === 503, { what: "not ready" });
       for (let i = 0; i < 5; i++) ids.push(await write(`during ${i}`)); // committed to the outbox
+      // Metrics keep answering during the outage, and show the events waiting in the outbox.
+      const metrics = await t.platform.fetch(new Request("http://x/metrics"));
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toMatch(/selaras_outbox_backlog\{module="writer"\} [1-9]/);
       await server.restart();
       await waitFor(async () => (await readyz()) === 200, { what: "ready again" });
       ids.push(await write("after"));
