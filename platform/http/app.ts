@@ -1,4 +1,4 @@
-import { Code, ConnectError, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
 import { createFetchHandler } from "@connectrpc/connect/protocol";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -6,7 +6,7 @@ import type { ServiceBinding } from "../module.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { childSpan, formatTraceparent, parseTraceparent, type Tracer } from "../observability/trace.ts";
-import { toPublicError } from "../rpc/errors.ts";
+import { publicErrors, toPublicError } from "../rpc/errors.ts";
 import { errorBody, errorResponse } from "./errors.ts";
 
 export interface HttpAppOptions {
@@ -78,18 +78,8 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
   });
   app.get("/metrics", async (c) => c.text(await metrics.text(), 200, { "content-type": metrics.contentType }));
 
-  // Server side of every RPC: unknown errors become Internal with a generic message; the cause is logged.
-  const serverErrors: Interceptor = (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
-      if (!(err instanceof ConnectError)) logger.error("rpc failed", { procedure: `${req.service.typeName}/${req.method.name}`, err });
-      throw toPublicError(err);
-    }
-  };
-
   function mountServices(bindings: readonly ServiceBinding[]): void {
-    const router = createConnectRouter({ interceptors: [serverErrors], readMaxBytes: opts.maxBodyBytes });
+    const router = createConnectRouter({ interceptors: [publicErrors(logger, "connect")], readMaxBytes: opts.maxBodyBytes });
     for (const b of bindings) router.service(b.service, b.impl as never);
     for (const h of router.handlers) {
       const fetchHandler = createFetchHandler(h);

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "../observability/logger.ts";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
 
 /** One violated field of a request: its path (`lines[0].quantity`) and what is wrong. */
@@ -52,4 +53,21 @@ export function fieldViolations(err: ConnectError): FieldViolation[] {
 export function toPublicError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/**
+ * Server interceptor of every RPC endpoint (Connect on the HTTP port, native gRPC): anything but a
+ * ConnectError reaches the client as `Internal` with a generic message, and its cause goes to the
+ * log (with the trace id the logger adds).
+ * @example createConnectRouter({ interceptors: [publicErrors(logger, "connect")] })
+ */
+export function publicErrors(logger: Logger, protocol: string): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (!(err instanceof ConnectError)) logger.error("rpc failed", { protocol, procedure: `${req.service.typeName}/${req.method.name}`, err });
+      throw toPublicError(err);
+    }
+  };
 }
