@@ -2,10 +2,12 @@
  * The composition root: config -> platform -> modules -> listen.
  *
  *   bun run main.ts                       every module, one process, embedded storage under ./data
+ *   bun run main.ts --config FILE --process NAME   one process of the topology FILE describes
  *   bun run main.ts --help                every flag and config key
  */
 import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
 import { createPlatform } from "./platform/platform.ts";
+import { planProcess, TopologyError } from "./platform/topology/index.ts";
 import { allModules } from "./modules.ts";
 
 async function main(): Promise<number> {
@@ -27,9 +29,19 @@ async function main(): Promise<number> {
     process.stderr.write(`unknown command: ${loaded.command.join(" ")}\n`);
     return 2;
   }
+  let plan;
+  try {
+    plan = planProcess(loaded.config, allModules);
+  } catch (err) {
+    if (err instanceof TopologyError) {
+      process.stderr.write(`${err.message}\n\nSee README.md, "Topology", for the format.\n`);
+      return 2;
+    }
+    throw err;
+  }
   let platform;
   try {
-    platform = await createPlatform({ config: loaded.config, modules: allModules });
+    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes });
   } catch (err) {
     process.stderr.write(`selaras failed to start: ${(err as Error).message}\n`);
     return 1;

@@ -12,18 +12,26 @@ import { createHttpApp } from "./http/app.ts";
 import type { ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
 import { createLogger, type Logger, type LogSink } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
-import { Tracer } from "./observability/trace.ts";
+import { childSpan, formatTraceparent, Tracer } from "./observability/trace.ts";
 import { OutboxRelay } from "./outbox/relay.ts";
+import { startGrpcServer, type GrpcServer } from "./rpc/grpc-server.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
+import { createRemoteTransport, type RemoteTransport } from "./rpc/remote-transport.ts";
 import { migrateSqlite } from "./storage/migrate.ts";
 import { SqliteModuleStorage } from "./storage/module-storage.ts";
 import { openSqlite } from "./storage/sqlite.ts";
 import { validateModuleConfig, validateTopology } from "./topology.ts";
+import type { RemoteProcess } from "./topology/plan.ts";
 
 /** What `createPlatform` needs: the validated config and the modules this process hosts. */
 export interface PlatformOptions {
   readonly config: PlatformConfig;
   readonly modules: readonly ModuleManifest<any>[];
+  /**
+   * Other processes of a split topology whose services this one calls (see `planProcess`):
+   * clients of their services speak Connect over HTTP. Default: none, every callee is local.
+   */
+  readonly remotes?: readonly RemoteProcess[];
   /** Where JSON log lines go (default stdout/stderr). */
   readonly logSink?: LogSink;
 }
@@ -37,14 +45,14 @@ export interface Platform {
   readonly app: Hono;
   /** Serves one request through the app, e.g. from a test. */
   fetch(req: Request): Promise<Response>;
-  /** A typed client for any service hosted by this platform (in-process fast path). */
+  /** A typed client for a service: in-process when hosted here, Connect over HTTP when a remote process hosts it. */
   client<S extends DescService>(service: S): Client<S>;
   /** The event bus (embedded or NATS), for tests and operator tools (dead letters, re-drive). */
   readonly bus: Bus;
   /** A module's storage, for tests and operator tools. */
   storage(module: string): ModuleStorage;
-  /** Starts listening (Bun only). Resolves with the bound port. */
-  listen(): Promise<{ port: number; url: string }>;
+  /** Starts listening (Bun only), and the gRPC server when `grpc.port` is set. Resolves with the bound ports. */
+  listen(): Promise<{ port: number; url: string; grpcPort?: number }>;
   /** Resolves once every outbox is published and every consumer has caught up. */
   settle(timeoutMs?: number): Promise<void>;
   /** Graceful shutdown: stop taking requests, flush the relays, stop consumers, close storage. */
@@ -66,14 +74,15 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   // Every log line written while serving a request or handling an event carries its trace id.
   const logger = createLogger({
     level: config.logLevel,
-    base: { service: config.serviceName },
+    base: config.process === undefined ? { service: config.serviceName } : { service: config.serviceName, process: config.process },
     sink: opts.logSink,
     context: () => {
       const t = tracer.current();
       return t && { traceId: t.traceId, spanId: t.spanId };
     },
   });
-  validateTopology(opts.modules);
+  const remotes = opts.remotes ?? [];
+  validateTopology(opts.modules, remotes.flatMap((r) => r.services.map((s) => s.typeName)));
   const moduleConfigs = validateModuleConfig(opts.modules, config.modules);
   const metrics = new Metrics();
   const registry = new LocalServiceRegistry();
@@ -85,10 +94,33 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     onError: (err, method) => logger.error("rpc failed", { procedure: `${method.parent.typeName}/${method.name}`, err }),
     onCall: metrics.rpcObserver("local"),
   });
+  // One transport, hence one circuit breaker, per remote process.
+  const remoteTransports = new Map<string, RemoteTransport>();
+  const routes = new Map<string, RemoteTransport>();
+  const rpcLogger = logger.child({ component: "rpc" });
+  const remoteObserver = metrics.rpcObserver("http");
+  for (const r of remotes) {
+    const transport = createRemoteTransport({
+      baseUrl: r.url,
+      process: r.name,
+      defaultTimeoutMs: config.rpc.timeoutMs,
+      retry: config.rpc.retry,
+      breaker: config.rpc.breaker,
+      traceparent: () => {
+        const t = tracer.current();
+        return t && formatTraceparent(childSpan(t));
+      },
+      onCall: remoteObserver,
+      onRetry: (method, err, attempt, delayMs) => rpcLogger.debug("rpc retry", { process: r.name, procedure: `${method.parent.typeName}/${method.name}`, attempt, delayMs, code: err.code, err: err.message }),
+      onCircuit: (state, err) => (state === "closed" ? rpcLogger.info : rpcLogger.warn)("rpc circuit " + state, { process: r.name, url: r.url, err }),
+    });
+    remoteTransports.set(r.name, transport);
+    for (const s of r.services) routes.set(s.typeName, transport);
+  }
   const clients = new Map<DescService, Client<DescService>>();
   const client = <S extends DescService>(service: S): Client<S> => {
     let c = clients.get(service);
-    if (!c) clients.set(service, (c = createClient(service, localTransport)));
+    if (!c) clients.set(service, (c = createClient(service, routes.get(service.typeName) ?? localTransport)));
     return c as Client<S>;
   };
 
@@ -125,6 +157,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
 
   let stopped = false;
   let server: { stop(closeActive?: boolean): void | Promise<void>; port?: number } | undefined;
+  let grpcServer: GrpcServer | undefined;
+  let servedBindings: readonly ServiceBinding[] = [];
   const cleanup = async () => {
     for (const s of subscriptions) await s.stop();
     for (const r of relays) await r.stop();
@@ -172,6 +206,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       relays.push(relay);
     }
     http.mountServices(bindings);
+    servedBindings = bindings;
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;
@@ -196,6 +231,12 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     for (const [c, n] of counts) set({ consumer: c }, n);
   });
 
+  if (remoteTransports.size > 0) {
+    metrics.gaugeFn("selaras_rpc_circuit_state", "Circuit breaker towards each remote process: 0 closed, 1 open, 2 half-open, 3 isolated", ["process"], (set) => {
+      for (const [p, t] of remoteTransports) set({ process: p }, t.circuitState());
+    });
+  }
+
   const pruneTimer = setInterval(() => {
     const outboxBefore = Date.now() - config.outbox.retentionHours * 3_600_000;
     const busBefore = Date.now() - config.bus.retentionHours * 3_600_000;
@@ -204,7 +245,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   }, config.outbox.pruneIntervalMs);
   pruneTimer.unref?.();
 
-  logger.info("platform started", { modules: opts.modules.map((m) => m.name), dataDir: config.dataDir, bus: bus.kind });
+  logger.info("platform started", { modules: opts.modules.map((m) => m.name), remotes: remotes.map((r) => r.name), dataDir: config.dataDir, bus: bus.kind });
 
   return {
     config,
@@ -234,8 +275,17 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       server = s;
       const port = s.port!;
       const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
-      logger.info("listening", { port, url });
-      return { port, url };
+      if (config.grpc.port !== undefined) {
+        const g = { port: config.grpc.port, host: config.grpc.host ?? config.host, bindings: servedBindings, logger, tracer, readMaxBytes: config.http.maxBodyBytes };
+        grpcServer = await startGrpcServer(g).catch(async (err) => {
+          server = undefined;
+          await s.stop();
+          throw err;
+        });
+      }
+      const grpcPort = grpcServer?.port;
+      logger.info("listening", { port, url, ...(grpcPort !== undefined && { grpcPort }) });
+      return { port, url, grpcPort };
     },
     async settle(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
@@ -252,7 +302,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       if (stopped) return;
       stopped = true;
       clearInterval(pruneTimer);
-      await server?.stop();
+      await Promise.all([server?.stop(), grpcServer?.stop()]);
       await cleanup();
       logger.info("platform stopped");
     },

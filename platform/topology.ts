@@ -2,10 +2,10 @@ import type { ModuleManifest } from "./module.ts";
 
 /**
  * Checks that a set of modules can run together: unique names, each service implemented once,
- * every service a module depends on implemented by some module. Fails with one message naming
- * every problem.
+ * every service a module depends on implemented by some module here or served by another process
+ * (`remoteServices`, type names). Fails with one message naming every problem.
  */
-export function validateTopology(modules: readonly ModuleManifest<any>[]): void {
+export function validateTopology(modules: readonly ModuleManifest<any>[], remoteServices: readonly string[] = []): void {
   const problems: string[] = [];
   const names = new Set<string>();
   const served = new Map<string, string>();
@@ -21,7 +21,7 @@ export function validateTopology(modules: readonly ModuleManifest<any>[]): void 
   }
   for (const m of modules) {
     for (const d of m.dependsOn ?? []) {
-      if (!served.has(d.typeName)) problems.push(`module ${m.name} calls ${d.typeName}, which no hosted module implements`);
+      if (!served.has(d.typeName) && !remoteServices.includes(d.typeName)) problems.push(`module ${m.name} calls ${d.typeName}, which no hosted module implements and no other process serves`);
     }
   }
   if (problems.length > 0) throw new Error(`invalid topology:\n  - ${problems.join("\n  - ")}`);

@@ -38,7 +38,8 @@ describe("defaults", () => {
         logLevel: "info",
         serviceName: "selaras",
         http: { maxBodyBytes: 1_048_576, idleTimeoutSeconds: 30 },
-        rpc: { timeoutMs: 5000 },
+        rpc: { timeoutMs: 5000, retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 1000 }, breaker: { threshold: 5, halfOpenAfterMs: 1000 } },
+        grpc: {}, // no gRPC server unless grpc.port is set
         outbox: { batchSize: 500, retentionHours: 168, pruneIntervalMs: 60_000 },
         bus: {
           kind: "embedded",
@@ -58,6 +59,7 @@ describe("defaults", () => {
           },
         },
         sqlite: { synchronous: "NORMAL" },
+        topology: { processes: {} },
         modules: {},
       },
       command: [],
@@ -68,6 +70,13 @@ describe("defaults", () => {
   it("fills the rest of a group a file only partly sets", () => {
     const file = writeConfig({ http: { maxBodyBytes: 10 } });
     expect(loadConfig({ argv: ["--config", file] }).config.http).toEqual({ maxBodyBytes: 10, idleTimeoutSeconds: 30 });
+  });
+
+  it("enables the gRPC server only when grpc.port is set (0 picks a free port)", () => {
+    expect(loadConfig({ env: { PORT: "0" } }).config.grpc.port).toBeUndefined();
+    expect(loadConfig({ env: { SELARAS_GRPC__PORT: "50051" } }).config.grpc).toEqual({ port: 50051 });
+    expect(loadConfig({ argv: ["--set", "grpc.port=0", "--set", "grpc.host=127.0.0.1"] }).config.grpc).toEqual({ port: 0, host: "127.0.0.1" });
+    expect(problemsOf({ argv: ["--set", "grpc.port=70000"] })[0]).toMatch(/^grpc\.port: expected an integer between 0 and 65535/);
   });
 
   it("does not share default arrays or records between loads", () => {
@@ -200,7 +209,7 @@ describe("positionals and help", () => {
       port: "SELARAS_PORT", host: "SELARAS_HOST", dataDir: "SELARAS_DATA_DIR", logLevel: "SELARAS_LOG_LEVEL",
       serviceName: "SELARAS_SERVICE_NAME", process: "SELARAS_PROCESS",
       "http.maxBodyBytes": "SELARAS_HTTP__MAX_BODY_BYTES", "http.idleTimeoutSeconds": "SELARAS_HTTP__IDLE_TIMEOUT_SECONDS",
-      "rpc.timeoutMs": "SELARAS_RPC__TIMEOUT_MS", "outbox.batchSize": "SELARAS_OUTBOX__BATCH_SIZE",
+      "rpc.timeoutMs": "SELARAS_RPC__TIMEOUT_MS", "grpc.port": "SELARAS_GRPC__PORT", "grpc.host": "SELARAS_GRPC__HOST", "outbox.batchSize": "SELARAS_OUTBOX__BATCH_SIZE",
       "outbox.retentionHours": "SELARAS_OUTBOX__RETENTION_HOURS", "outbox.pruneIntervalMs": "SELARAS_OUTBOX__PRUNE_INTERVAL_MS",
       "bus.kind": "SELARAS_BUS__KIND", "bus.retentionHours": "SELARAS_BUS__RETENTION_HOURS", "bus.maxDeliver": "SELARAS_BUS__MAX_DELIVER",
       "bus.backoffMs": "SELARAS_BUS__BACKOFF_MS", "bus.batchSize": "SELARAS_BUS__BATCH_SIZE",
@@ -308,6 +317,41 @@ describe("errors name the key, the problem and the source", () => {
     const file = writeConfig({ port: 1 });
     expect(problemsOf({ argv: ["--config", file], env: { SELARAS_PORT: "x" } })).toEqual([
       'port: expected an integer between 0 and 65535, got "x" (from env SELARAS_PORT)',
+    ]);
+  });
+});
+
+describe("topology: a process's own section", () => {
+  const topology = (processes: Record<string, unknown>, shared: Record<string, unknown> = {}) =>
+    writeConfig({ port: 3000, dataDir: "/shared", rpc: { timeoutMs: 100 }, bus: { kind: "nats" }, ...shared, topology: { processes } });
+
+  it("overrides the shared keys for the chosen process only, below env and flags", () => {
+    const file = topology({
+      a: { modules: ["catalog"], port: 3001, dataDir: "/a", rpc: { retry: { maxAttempts: 1 } }, url: "http://a:3001" },
+      b: { modules: ["orders"], port: 3002 },
+    });
+    const a = loadConfig({ argv: ["--config", file, "--process", "a"] }).config;
+    expect(a).toMatchObject({ process: "a", port: 3001, dataDir: "/a", rpc: { timeoutMs: 100, retry: { maxAttempts: 1, initialDelayMs: 50 } } });
+    expect(a.topology.processes.a).toEqual({ modules: ["catalog"], port: 3001, dataDir: "/a", rpc: { retry: { maxAttempts: 1 } }, url: "http://a:3001" });
+    expect(loadConfig({ argv: ["--config", file], env: { SELARAS_PROCESS: "b" } }).config).toMatchObject({ port: 3002, dataDir: "/shared" });
+    expect(loadConfig({ argv: ["--config", file, "--process", "a"], env: { PORT: "9" } }).config.port).toBe(9);
+    expect(loadConfig({ argv: ["--config", file, "--process", "a", "--data-dir", "/flag"] }).config.dataDir).toBe("/flag");
+    expect(loadConfig({ argv: ["--config", file] }).config).toMatchObject({ port: 3000, dataDir: "/shared" });
+  });
+
+  it("checks every process's section, naming the process, even when another one is chosen", () => {
+    const file = topology({
+      a: { modules: ["catalog"], port: "x", url: "ftp://a" },
+      b: { modules: [], rpc: { timeoutMz: 1 }, bus: { kind: "embedded" } },
+      "C!": { modules: ["orders"] },
+    });
+    expect(problemsOf({ argv: ["--config", file, "--process", "b"] })).toEqual([
+      `rpc.timeoutMz: unknown key (from file ${file}: topology.processes.b)`,
+      `topology.processes.a.url: expected an http(s) URL such as http://orders:3000 (from file ${file})`,
+      `topology.processes.b.modules: expected at least one module (from file ${file})`,
+      `topology.processes.b.bus: unknown key (from file ${file})`,
+      `topology.processes.C!: expected a kebab-case process name (from file ${file})`,
+      `port: expected an integer between 0 and 65535, got "x" (from file ${file}: topology.processes.a)`,
     ]);
   });
 });

@@ -37,6 +37,14 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], origins: Rea
     }
     const found = findKey(issue.path);
     const origin = originOf(origins, issue.path);
+    // Below a free-form key (`topology.processes.<name>.url`) the table knows no more: the
+    // schema's own message, which says what is expected there.
+    if (found && found.key.open && found.rest.length > 0) {
+      // A bad record key: zod says only "Invalid key in record"; the key schema says what is wrong.
+      const message = issue.code === "invalid_key" ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+      lines.add(`${issue.path.map(String).join(".")}: ${message}${source(origin)}`);
+      continue;
+    }
     const name = found ? found.key.name : issue.path.map(String).join(".");
     const expected = found ? found.key.expected : isGroup(issue.path) ? "an object" : issue.message;
     const got = origin ? `, got ${show(origin.raw)}` : "";

@@ -27,7 +27,8 @@ function parse(text: string, file: string): Parsed {
 
 // Descends only into known groups (`outbox`, `bus`...): anything else is one value, so an unknown
 // key is reported once, by name, and `modules` keeps its free-form content whole.
-function flatten(obj: Record<string, unknown>, prefix: readonly string[], from: string, out: Assignment[]): void {
+/** Turns a nested object into one assignment per key (groups are descended into), all `from` one source. */
+export function flatten(obj: Record<string, unknown>, prefix: readonly string[], from: string, out: Assignment[]): void {
   for (const [key, value] of Object.entries(obj)) {
     const path = [...prefix, key];
     if (isGroup(path) && isRecord(value)) flatten(value, path, from, out);

@@ -1,9 +1,9 @@
 import { parseArgv } from "./argv.ts";
 import { readEnv } from "./env.ts";
 import { ConfigError, describeIssues } from "./errors.ts";
-import { readConfigFile, type SourceResult } from "./file.ts";
-import { merge } from "./merge.ts";
-import { PlatformConfigSchema, type PlatformConfig } from "./schema.ts";
+import { flatten, readConfigFile, type SourceResult } from "./file.ts";
+import { isRecord, merge, originOf, type Assignment } from "./merge.ts";
+import { PlatformConfigSchema, PROCESS_OVERRIDES, type PlatformConfig } from "./schema.ts";
 
 /** Inputs of `loadConfig`, passed in so that nothing reads process globals. */
 export interface LoadConfigOptions {
@@ -40,9 +40,41 @@ export function loadConfig(opts: LoadConfigOptions = {}): LoadedConfig {
     : envFile !== undefined ? readConfigFile(envFile, "env SELARAS_CONFIG", opts.cwd)
     : NO_FILE;
 
-  const { value, origins } = merge([...file.assignments, ...readEnv(env), ...cli.assignments]);
+  const shared = file.assignments;
+  const later = [...readEnv(env), ...cli.assignments];
+  // A process of a topology overrides some shared keys for itself: its section of
+  // `topology.processes` slots in between the file's shared values and the environment.
+  const base = merge([...shared, ...later]);
+  const sections = processSections(base);
+  const name = base.value.process;
+  const own = typeof name === "string" ? (sections.get(name) ?? []) : [];
+  const { value, origins } = merge([...shared, ...own, ...later]);
   const parsed = PlatformConfigSchema.safeParse(value);
   const problems = [...file.problems, ...cli.problems, ...(parsed.success ? [] : describeIssues(parsed.error.issues, origins))];
-  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  // The other processes' overrides are checked too, so a typo fails every process at start.
+  for (const [other, assignments] of sections) {
+    if (other === name) continue;
+    const m = merge([...shared, ...assignments, ...later]);
+    const r = PlatformConfigSchema.safeParse(m.value);
+    if (!r.success) problems.push(...describeIssues(r.error.issues, m.origins).filter((l) => l.endsWith(`topology.processes.${other})`)));
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError([...new Set(problems)]);
   return { config: parsed.data, command: cli.command, help: false };
+}
+
+/** Each process's overrides (`topology.processes.<name>.port`...) as assignments to the shared keys. */
+function processSections(merged: ReturnType<typeof merge>): Map<string, Assignment[]> {
+  const out = new Map<string, Assignment[]>();
+  const topology = merged.value.topology;
+  const processes = isRecord(topology) ? topology.processes : undefined;
+  if (!isRecord(processes)) return out;
+  for (const [name, entry] of Object.entries(processes)) {
+    if (!isRecord(entry)) continue;
+    const from = `${originOf(merged.origins, ["topology", "processes", name])?.from ?? "config"}: topology.processes.${name}`;
+    const overrides = Object.fromEntries(PROCESS_OVERRIDES.filter((k) => Object.hasOwn(entry, k)).map((k) => [k, entry[k]]));
+    const assignments: Assignment[] = [];
+    flatten(overrides, [], from, assignments);
+    out.set(name, assignments);
+  }
+  return out;
 }

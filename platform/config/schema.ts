@@ -19,12 +19,81 @@ const http = z
   .prefault({})
   .describe("HTTP server (REST, Connect, gRPC-Web).");
 
+const retry = z
+  .strictObject({
+    maxAttempts: z
+      .int()
+      .min(1)
+      .max(10)
+      .default(3)
+      .describe("Attempts of a remote call in all (1 = never retry). Only failures that are safe to retry are retried: see docs/adr/0007-topology-and-remote-calls.md."),
+    initialDelayMs: z.int().positive().default(50).describe("Delay before the first retry, in ms; it grows exponentially, with jitter."),
+    maxDelayMs: z.int().positive().default(1000).describe("Longest delay between two attempts, in ms. No retry starts after the call's deadline."),
+  })
+  .prefault({})
+  .describe("Retries of calls to modules in other processes.");
+
+const breaker = z
+  .strictObject({
+    threshold: z.int().min(1).default(5).describe("Consecutive failed attempts (unreachable, Unavailable, DeadlineExceeded) after which calls to that process fail at once with Unavailable."),
+    halfOpenAfterMs: z.int().positive().default(1000).describe("How long an open circuit fails calls at once before one trial call may go through, in ms."),
+  })
+  .prefault({})
+  .describe("Circuit breaker, one per remote process.");
+
 const rpc = z
   .strictObject({
-    timeoutMs: z.int().positive().default(5000).describe("Deadline of a module-to-module RPC call when the caller sets none, in ms."),
+    timeoutMs: z.int().positive().default(5000).describe("Deadline of a module-to-module RPC call when the caller sets none, in ms; a remote call's retries share it."),
+    retry,
+    breaker,
   })
   .prefault({})
   .describe("Module-to-module RPC.");
+
+/** Keys a process of a topology may set for itself; everything else is shared by the processes. */
+export const PROCESS_OVERRIDES = ["port", "host", "dataDir", "logLevel", "serviceName", "http", "grpc", "rpc", "outbox", "sqlite"] as const;
+
+// The override values are validated as the process's own configuration (with their keys' real
+// schemas and error messages) by loadConfig, so they are only `unknown` here.
+const processEntry = z.strictObject({
+  modules: z.array(z.string().min(1), "expected an array of module names").min(1, "expected at least one module"),
+  url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://orders:3000" }).optional(),
+  port: z.unknown().optional(),
+  host: z.unknown().optional(),
+  dataDir: z.unknown().optional(),
+  logLevel: z.unknown().optional(),
+  serviceName: z.unknown().optional(),
+  http: z.unknown().optional(),
+  grpc: z.unknown().optional(),
+  rpc: z.unknown().optional(),
+  outbox: z.unknown().optional(),
+  sqlite: z.unknown().optional(),
+} satisfies Record<(typeof PROCESS_OVERRIDES)[number] | "modules" | "url", z.ZodType>);
+
+const topology = z
+  .strictObject({
+    processes: z
+      .record(z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, "expected a kebab-case process name"), processEntry)
+      .default({})
+      .describe(
+        'The processes of a split topology, by name: {"orders": {"modules": ["orders"], "url": "http://orders:3000", "port": 3000, "dataDir": "/var/lib/orders"}}. `modules` lists what the process hosts; `url` is where the other processes reach it (needed when they call its modules); any of port, host, dataDir, logLevel, serviceName, http, grpc, rpc, outbox, sqlite override the shared value for that process. Run one with --process NAME. Empty: every module in one process.',
+      ),
+  })
+  .prefault({})
+  .describe("Which process hosts which modules (see README, Topology).");
+
+const grpc = z
+  .strictObject({
+    port: z
+      .int()
+      .min(0)
+      .max(65_535)
+      .optional()
+      .describe("Port of the native gRPC server (HTTP/2 without TLS) that serves the same Connect-RPC services as the HTTP port, e.g. 50051; 0 picks a free port. Unset (the default): no gRPC server. Never derived from port, so processes sharing a machine cannot collide by accident."),
+    host: z.string().min(1).optional().describe("Interface the gRPC server listens on; unset: the same as host."),
+  })
+  .prefault({})
+  .describe("Native gRPC over HTTP/2 on a second port (Bun.serve has no HTTP/2; the HTTP port serves Connect and gRPC-Web).");
 
 const outbox = z
   .strictObject({
@@ -106,12 +175,18 @@ export const PlatformConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default("./data").describe("Directory of the embedded storage (one SQLite file per module)."),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Lowest level that is logged."),
   serviceName: z.string().min(1).default("selaras").describe("Service name in logs, traces and metrics."),
-  process: z.string().min(1).optional().describe("Which process of a split topology this is; unset runs every module in one process."),
+  process: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Which process of topology.processes this one is; it hosts only that process's modules. Required with a topology, an error without one."),
   http,
   rpc,
+  grpc,
   outbox,
   bus,
   sqlite,
+  topology,
   modules: z
     .record(z.string(), z.unknown())
     .default({})

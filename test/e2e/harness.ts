@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +32,11 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Extra command-line arguments, after the harness's own. */
   args?: string[];
+  /**
+   * Pass `--port 0 --data-dir <dataDir>` (default true). False leaves port and data dir to the
+   * config file (a process of a topology); `dataDir` is then only recorded.
+   */
+  defaultArgs?: boolean;
   /** Script run by `bun`, relative to the repo root; default `main.ts`. */
   entry?: string;
   /** How long to wait for the `listening` log line, in ms. */
@@ -41,6 +47,8 @@ export interface RunningServer {
   /** Base URL, e.g. `http://127.0.0.1:43121`. */
   readonly url: string;
   readonly port: number;
+  /** The native gRPC port, when the server runs one (`--set grpc.port=0`). */
+  readonly grpcPort?: number;
   readonly dataDir: string;
   readonly proc: ChildProcess;
   /** Every stdout line so far (JSON log lines). */
@@ -96,7 +104,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SELARAS_") && k !== "PORT" && k !== "HOST") env[k] = v;
   Object.assign(env, opts.env);
   const entry = opts.entry ?? "main.ts";
-  const args = [entry, "--port", "0", "--data-dir", dataDir, "--log-level", "info", ...(opts.args ?? [])];
+  const own = opts.defaultArgs === false ? [] : ["--port", "0", "--data-dir", dataDir];
+  const args = [entry, ...own, "--log-level", "info", ...(opts.args ?? [])];
   const proc = spawn("bun", args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   live.add(proc);
   const logs: string[] = [];
@@ -111,14 +120,14 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   // A spawn failure (bun not on PATH) surfaces as an "error" event, not an exit.
   const spawnError = new Promise<Error>((resolve) => proc.once("error", resolve));
 
-  let onListening: (v: { port: number; url: string }) => void = () => {};
-  const listening = new Promise<{ port: number; url: string }>((r) => (onListening = r));
+  let onListening: (v: { port: number; url: string; grpcPort?: number }) => void = () => {};
+  const listening = new Promise<{ port: number; url: string; grpcPort?: number }>((r) => (onListening = r));
   lineReader(proc.stdout!, (line) => {
     logs.push(line);
     if (!line.includes('"listening"')) return;
     try {
-      const e = JSON.parse(line) as { msg?: string; port?: number; url?: string };
-      if (e.msg === "listening" && typeof e.port === "number") onListening({ port: e.port, url: e.url ?? `http://127.0.0.1:${e.port}` });
+      const e = JSON.parse(line) as { msg?: string; port?: number; url?: string; grpcPort?: number };
+      if (e.msg === "listening" && typeof e.port === "number") onListening({ port: e.port, url: e.url ?? `http://127.0.0.1:${e.port}`, grpcPort: e.grpcPort });
     } catch {
       // not a log entry
     }
@@ -136,7 +145,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     const why = first === "timeout" ? `did not log "listening" within ${timeoutMs} ms` : "exited" in first ? `exited early (code ${first.exited.code}, signal ${first.exited.signal})` : `could not be spawned: ${first.err.message}`;
     throw new Error(`server ${why}\n--- stdout tail ---\n${tail(logs)}\n--- stderr tail ---\n${tail(stderr)}`);
   }
-  const { port, url } = first;
+  const { port, url, grpcPort } = first;
 
   const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
@@ -145,6 +154,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   return {
     url,
     port,
+    grpcPort,
     dataDir,
     proc,
     logs,
@@ -204,6 +214,18 @@ export function serverPool() {
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+/** A TCP port that was free a moment ago, for a server whose address must be known before it starts. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** A parsed HTTP reply. `body` is the JSON body, or the raw text when it is not JSON. */
