@@ -131,7 +131,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       ? await openNatsBus({ ...config.bus.nats, maxDeliver: config.bus.maxDeliver, backoffMs: config.bus.backoffMs, retentionHours: config.bus.retentionHours, name: config.serviceName, logger: busLogger })
       : await openEmbeddedBus({
           dataDir: config.dataDir,
-          synchronous: config.sqlite.synchronous,
+          sqlite: config.sqlite,
           maxDeliver: config.bus.maxDeliver,
           backoffMs: config.bus.backoffMs,
           batchSize: config.bus.batchSize,
@@ -169,7 +169,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
 
   try {
     for (const manifest of opts.modules) {
-      const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), { synchronous: config.sqlite.synchronous });
+      const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), config.sqlite);
       let applied: string[];
       try {
         applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);

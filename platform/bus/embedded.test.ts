@@ -8,7 +8,7 @@ import type { EventEnvelope } from "./types.ts";
 
 const logger = createLogger({ level: "error", sink: () => {} });
 // batchSize 4: a consumer catching up reads the log many times before it goes live.
-const open = (dataDir: string) => openEmbeddedBus({ dataDir, synchronous: "NORMAL", batchSize: 4, logger, ...CONFORMANCE });
+const open = (dataDir: string) => openEmbeddedBus({ dataDir, sqlite: { synchronous: "NORMAL" }, batchSize: 4, logger, ...CONFORMANCE });
 
 busConformance("embedded", async () => {
   const dir = tempDataDir();

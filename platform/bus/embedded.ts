@@ -1,12 +1,12 @@
 import { join } from "node:path";
 import type { Logger } from "../observability/logger.ts";
-import { openSqlite, type SqliteConnection, type SqlStatement } from "../storage/sqlite.ts";
+import { openSqlite, type SqliteConnection, type SqliteOptions, type SqlStatement } from "../storage/sqlite.ts";
 import type { Bus, BusSubscription, DeadLetter, Delivery, EventEnvelope, SubscribeOptions } from "./types.ts";
 
 /** Settings of the embedded bus (from the `bus` config section). */
 export interface EmbeddedBusOptions {
   dataDir: string;
-  synchronous: "NORMAL" | "FULL";
+  sqlite: SqliteOptions;
   maxDeliver: number;
   backoffMs: readonly number[];
   batchSize: number;
@@ -69,7 +69,7 @@ function toDelivery(row: EventRow, attempt: number): Delivery {
  * @example const bus = await openEmbeddedBus({ dataDir: "./data", ... });
  */
 export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<EmbeddedBus> {
-  const conn = await openSqlite(join(opts.dataDir, "bus.db"), { synchronous: opts.synchronous });
+  const conn = await openSqlite(join(opts.dataDir, "bus.db"), opts.sqlite);
   conn.exec(SCHEMA);
   return new EmbeddedBus(conn, opts);
 }

@@ -58,7 +58,7 @@ describe("defaults", () => {
             replicas: 1,
           },
         },
-        sqlite: { synchronous: "NORMAL" },
+        sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 4000 },
         topology: { processes: {} },
         modules: {},
       },

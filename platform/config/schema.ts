@@ -164,6 +164,11 @@ const sqlite = z
       .enum(["NORMAL", "FULL"])
       .default("NORMAL")
       .describe("PRAGMA synchronous of the WAL-mode SQLite files. NORMAL: a committed transaction survives a process crash, but the last commits can be lost on power loss or an OS crash. FULL: fsync on every commit, survives power loss too, at fewer commits/s."),
+    walAutocheckpointPages: z
+      .int()
+      .min(0)
+      .default(4000)
+      .describe("PRAGMA wal_autocheckpoint: WAL pages (4 KiB) after which a commit also checkpoints. Checkpoints run inside a commit and stall the event loop; 4000 (SQLite's default is 1000) measured p99 202 → read model ~4 ms instead of ~6.5 ms and relay lag ~1 ms instead of ~3.9 ms. 0 never checkpoints (the WAL grows without bound)."),
   })
   .prefault({})
   .describe("Embedded SQLite storage.");

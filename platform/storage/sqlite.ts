@@ -20,6 +20,8 @@ export interface SqliteConnection {
 export interface SqliteOptions {
   /** NORMAL: in WAL mode durable across process crashes; FULL: also across power loss. */
   synchronous: "NORMAL" | "FULL";
+  /** WAL pages after which a commit checkpoints (SQLite's default: 1000). */
+  walAutocheckpointPages?: number;
 }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -32,6 +34,7 @@ const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 export async function openSqlite(file: string, opts: SqliteOptions): Promise<SqliteConnection> {
   const conn = isBun ? await openBun(file) : await openBetter(file);
   conn.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`);
+  if (opts.walAutocheckpointPages !== undefined) conn.exec(`PRAGMA wal_autocheckpoint = ${Math.trunc(opts.walAutocheckpointPages)}`);
   return conn;
 }
 
