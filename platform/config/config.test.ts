@@ -58,7 +58,7 @@ describe("defaults", () => {
             replicas: 1,
           },
         },
-        sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 4000 },
+        sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000 },
         topology: { processes: {} },
         modules: {},
       },
