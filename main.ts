@@ -4,8 +4,11 @@
  *   bun run main.ts                       every module, one process, embedded storage under ./data
  *   bun run main.ts --config FILE --process NAME   one process of the topology FILE describes
  *   bun run main.ts --help                every flag and config key
+ *   bun run main.ts dead-letters [list|redrive …]   the dead-letter queue (see platform/cli/dead-letters.ts)
  */
 import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
+import { DEAD_LETTERS_USAGE, deadLettersCommand } from "./platform/cli/dead-letters.ts";
+import { createLogger } from "./platform/observability/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
 import { allModules } from "./modules.ts";
@@ -25,10 +28,6 @@ async function main(): Promise<number> {
     process.stdout.write(configHelp() + "\n");
     return 0;
   }
-  if (loaded.command.length > 0) {
-    process.stderr.write(`unknown command: ${loaded.command.join(" ")}\n`);
-    return 2;
-  }
   let plan;
   try {
     plan = planProcess(loaded.config, allModules);
@@ -38,6 +37,21 @@ async function main(): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  const [command, ...args] = loaded.command;
+  if (command === "dead-letters") {
+    const logger = createLogger({ level: "warn", base: { service: loaded.config.serviceName } });
+    const io = { out: (l: string) => process.stdout.write(l + "\n"), err: (l: string) => process.stderr.write(l + "\n") };
+    try {
+      return await deadLettersCommand(args, plan.config, logger, io);
+    } catch (err) {
+      io.err(`dead-letters failed: ${(err as Error).message}`);
+      return 1;
+    }
+  }
+  if (command !== undefined) {
+    process.stderr.write(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n`);
+    return 2;
   }
   let platform;
   try {

@@ -3,8 +3,7 @@ import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
-import { openEmbeddedBus } from "./bus/embedded.ts";
-import { openNatsBus } from "./bus/nats/index.ts";
+import { openBus } from "./bus/open.ts";
 import { createConsumer } from "./bus/consumer.ts";
 import type { Bus, BusSubscription } from "./bus/types.ts";
 import type { PlatformConfig } from "./config/schema.ts";
@@ -124,19 +123,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     return c as Client<S>;
   };
 
-  const busLogger = logger.child({ component: "bus" });
-  // Only the embedded log needs pruning by the platform; JetStream streams expire by age themselves.
-  const bus: Bus & { prune?(before: number): Promise<number> } =
-    config.bus.kind === "nats"
-      ? await openNatsBus({ ...config.bus.nats, maxDeliver: config.bus.maxDeliver, backoffMs: config.bus.backoffMs, retentionHours: config.bus.retentionHours, name: config.serviceName, logger: busLogger })
-      : await openEmbeddedBus({
-          dataDir: config.dataDir,
-          sqlite: config.sqlite,
-          maxDeliver: config.bus.maxDeliver,
-          backoffMs: config.bus.backoffMs,
-          batchSize: config.bus.batchSize,
-          logger: busLogger,
-        });
+  const bus = await openBus(config, logger.child({ component: "bus" }));
 
   const storages = new Map<string, SqliteModuleStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];

@@ -306,11 +306,30 @@ class EmbeddedSubscription {
         if (rows.length < batchSize) this.#knownUpTo = this.bus.head;
       }
       if (rows.length === 0) {
-        if (!this.#woken) await new Promise<void>((r) => (this.#wakeup = r));
+        if (!this.#woken) await this.#idle();
         continue;
       }
       await this.#deliver(rows);
     }
+  }
+
+  /**
+   * Waits for new events. Once a second it also looks for re-drives, which an operator may have
+   * requested from another process (`bun run main.ts dead-letters redrive …`).
+   */
+  #idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#redrivePending = true;
+        this.#wakeup = undefined;
+        resolve();
+      }, 1000);
+      timer.unref?.();
+      this.#wakeup = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** Delivers rows in order; retries the first failure with backoff, dead-letters it after maxDeliver. */
