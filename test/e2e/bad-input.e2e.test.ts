@@ -4,13 +4,19 @@
  * shape (`{code, message, details}`) naming the field, and writes nothing: the row count of every
  * table in every SQLite file of the data dir (business tables, outbox, inbox, bus) is unchanged.
  *
+ * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on NATS, the
+ * three processes of config/split.json. "The data dir" is then every process's data dir: the
+ * fingerprint covers every SQLite file of every process, so a bad request that a process forwarded
+ * to another (orders → core over Connect) must not write there either; on NATS it covers the
+ * message count of every stream of the topology's bus prefix too.
+ *
  * Bun pass only: see the note in harness.ts.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../support/platform.ts";
-import { api, isBun, serverPool, settledProbe, tableCounts, type Api, type Reply, type RunningServer } from "./harness.ts";
+import { isBun, startTopology, tableCounts, TOPOLOGIES, type Api, type Reply, type RunningTopology } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
@@ -47,25 +53,30 @@ function expectErrorShape(r: Reply, statuses: readonly number[] = [400]): ErrorB
   return b;
 }
 
-describe.skipIf(!isBun)("bad input is rejected with a 4xx naming the field, and writes nothing (e2e)", () => {
-  const pool = serverPool();
-  let srv: RunningServer;
+describe.skipIf(!isBun).each(TOPOLOGIES)("bad input is rejected with a 4xx naming the field, and writes nothing, %s topology (e2e)", (kind) => {
+  let topo: RunningTopology;
   let http: Api;
   let productId: string;
   let customerId: string;
   let productVersion: number;
   const run = Math.random().toString(36).slice(2, 8);
 
-  /** Row counts of every table of every SQLite file in the data dir. */
+  /**
+   * Row counts of every table of every SQLite file in every process's data dir, by `process/file`;
+   * on NATS also the message count of every stream of the topology's prefix (the bus is not a
+   * SQLite file there).
+   */
   const fingerprint = async () => {
-    const out: Record<string, Record<string, number>> = {};
-    for (const f of readdirSync(srv.dataDir).filter((f) => f.endsWith(".db")).sort()) out[f] = await tableCounts(join(srv.dataDir, f));
+    const out: Record<string, Record<string, number>> = { "nats streams": await topo.streamCounts() };
+    for (const [name, srv] of Object.entries(topo.processes)) {
+      for (const f of readdirSync(srv.dataDir).filter((f) => f.endsWith(".db")).sort()) out[`${name}/${f}`] = await tableCounts(join(srv.dataDir, f));
+    }
     return out;
   };
 
   beforeAll(async () => {
-    srv = await pool.start();
-    http = api(srv.url);
+    topo = await startTopology(kind);
+    http = topo.api;
     const p = await http.post("/api/v1/products", { sku: `${run}-nasi`, name: "Nasi Goreng", priceCents: 1500 });
     expect(p.status, p.text).toBe(201);
     productId = p.body.id;
@@ -74,9 +85,9 @@ describe.skipIf(!isBun)("bad input is rejected with a 4xx naming the field, and 
     expect(c.status, c.text).toBe(201);
     customerId = c.body.id;
     // Let the setup's own events drain, so any later change in a row count is the bad request's.
-    await waitFor(() => settledProbe(srv.url), { timeoutMs: 10_000, what: "the setup's events to settle" });
+    await waitFor(() => topo.settled(), { timeoutMs: 10_000, what: "the setup's events to settle" });
   });
-  afterAll(() => pool.dispose());
+  afterAll(() => topo?.stop());
 
   /** Sends `c` and checks the answer and that no row anywhere changed. */
   async function check(c: Case): Promise<void> {
@@ -240,7 +251,7 @@ describe.skipIf(!isBun)("bad input is rejected with a 4xx naming the field, and 
           ctl.close();
         },
       });
-      const res = await fetch(srv.url + path(), { method, headers: { "content-type": "application/json" }, body: stream, duplex: "half" } as RequestInit);
+      const res = await fetch(topo.urlFor(path()) + path(), { method, headers: { "content-type": "application/json" }, body: stream, duplex: "half" } as RequestInit);
       const text = await res.text();
       expect(res.status, text).toBe(413);
       expect(JSON.parse(text)).toMatchObject({ code: "resource_exhausted", message: expect.any(String), details: expect.any(Array) });
@@ -277,6 +288,6 @@ describe.skipIf(!isBun)("bad input is rejected with a 4xx naming the field, and 
       { timeoutMs: 10_000, what: "the good order in the read model" },
     );
     expect(h.orders.map((o: { id: string }) => o.id)).toEqual([good.body.id]);
-    expect(srv.entries().filter((e) => e.level === "error")).toEqual([]);
+    expect(topo.entries().filter((e) => e.level === "error")).toEqual([]);
   });
 });

@@ -8,11 +8,12 @@
  * test open a module's SQLite file read-only with `bun:sqlite` (see `tableCounts`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { deleteStreams, listStreams, randomPrefix, SHARED_NATS, streamMessageCounts } from "../support/nats-server.ts";
 
 /** True when vitest itself runs on Bun (`bun --bun vitest`). */
 export const isBun = typeof (process.versions as Record<string, string | undefined>).bun === "string";
@@ -345,4 +346,178 @@ export async function tableCounts(file: string): Promise<Record<string, number>>
     for (const { name } of tables) out[name] = db.query<{ n: number }, []>(`SELECT count(*) AS n FROM "${name}"`).get()!.n;
     return out;
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topologies: the same suites run against one embedded process, one process on NATS, and the
+// three processes of config/split.json on NATS (issue 3: "same tests, same assertions").
+// ---------------------------------------------------------------------------------------------
+
+/** The topologies every contract suite runs in. */
+export const TOPOLOGIES = ["embedded", "nats", "split"] as const;
+export type TopologyKind = (typeof TOPOLOGIES)[number];
+
+/** Every module of the platform, as the topology file names them. */
+const ALL_MODULES = ["catalog", "customers", "orders", "order-history"] as const;
+
+/** REST resource (first segment after `/api/v1/`) → the module that serves it. */
+const REST_RESOURCES: Readonly<Record<string, string>> = { products: "catalog", customers: "customers", orders: "orders" };
+
+/**
+ * The module that serves a request path: REST resources by their first segment (the read model
+ * `/api/v1/customers/{id}/orders` belongs to order-history), Connect/gRPC-Web paths by their proto
+ * package (`/catalog.v1.CatalogService/GetProduct` → catalog). Undefined for process-level paths
+ * (`/healthz`, `/readyz`, `/metrics`), which every process serves for itself.
+ */
+export function moduleOfPath(path: string): string | undefined {
+  const p = path.split("?")[0]!;
+  if (/^\/api\/v1\/customers\/[^/]+\/orders\/?$/.test(p)) return "order-history";
+  const rest = /^\/api\/v1\/([^/]+)/.exec(p);
+  if (rest) return REST_RESOURCES[rest[1]!] ?? rest[1];
+  const rpc = /^\/([a-z_]+)\.v\d+\.[A-Za-z]+\//.exec(p);
+  if (rpc) return rpc[1]!.replaceAll("_", "-");
+  return undefined;
+}
+
+export interface RunningTopology {
+  readonly kind: TopologyKind;
+  /** The processes by name (`all` for the single-process topologies; core/orders/history for split). */
+  readonly processes: Readonly<Record<string, RunningServer>>;
+  /** Process name by module. */
+  readonly placement: Readonly<Record<string, string>>;
+  /** The bus prefix on NATS (undefined on the embedded bus). */
+  readonly natsPrefix?: string;
+  /** JSON helpers that send each request to the process serving its path (see `moduleOfPath`). */
+  readonly api: Api;
+  /** The process serving `path`; process-level paths go to the first process. */
+  serverFor(path: string): RunningServer;
+  /** Base URL of the process serving `path`. */
+  urlFor(path: string): string;
+  /** The process hosting `module`. */
+  serverOf(module: string): RunningServer;
+  /** Parsed log entries of every process, each tagged with `process`. */
+  entries(): Array<Record<string, unknown>>;
+  /** True once every process's outboxes are drained and its consumers caught up (for `waitFor`). */
+  settled(): Promise<true | undefined>;
+  /** `/metrics` of every process: samples labelled with `process`, and the texts joined. */
+  metrics(): Promise<{ text: string; samples: Sample[]; contentTypes: string[]; statuses: number[] }>;
+  /** Messages in each of this topology's NATS streams (`{}` on the embedded bus, whose log is a SQLite table). */
+  streamCounts(): Promise<Record<string, number>>;
+  /** Stops every process, deletes temp dirs and the NATS streams of this topology's prefix. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `kind` once (call in `beforeAll`, stop in `afterAll`):
+ * - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus (the default);
+ * - `nats`: one process, `--set bus.kind=nats` on the shared NATS with a random prefix;
+ * - `split`: the three processes of `config/split.json`, written to a temp file with free ports,
+ *   temp data dirs and a random prefix.
+ * @example const t = await startTopology("split"); await t.api.post("/api/v1/orders", {...}); await t.stop();
+ */
+export async function startTopology(kind: TopologyKind): Promise<RunningTopology> {
+  const pool = serverPool();
+  const natsPrefix = kind === "embedded" ? undefined : randomPrefix();
+  const processes: Record<string, RunningServer> = {};
+  const placement: Record<string, string> = {};
+  const cleanup = async () => {
+    await pool.dispose();
+    if (!natsPrefix) return;
+    await deleteStreams(SHARED_NATS, natsPrefix);
+    const left = await listStreams(SHARED_NATS, natsPrefix);
+    if (left.length > 0) throw new Error(`NATS streams left behind for prefix ${natsPrefix}: ${left.join(", ")}`);
+  };
+  try {
+    if (kind !== "split") {
+      const nats = natsPrefix ? ["--set", "bus.kind=nats", "--set", `bus.nats.prefix=${natsPrefix}`, "--set", `bus.nats.servers=${JSON.stringify([SHARED_NATS])}`] : [];
+      processes.all = await pool.start({ args: nats });
+      for (const m of ALL_MODULES) placement[m] = "all";
+    } else {
+      type SplitFile = { bus: { nats: Record<string, unknown> }; topology: { processes: Record<string, { modules: string[]; port: number; url: string; dataDir: string }> } };
+      const topology = JSON.parse(readFileSync(join(repoRoot, "config/split.json"), "utf8")) as SplitFile;
+      const dirs: Record<string, string> = {};
+      for (const [name, p] of Object.entries(topology.topology.processes)) {
+        const port = await freePort();
+        dirs[name] = pool.dir();
+        Object.assign(p, { port, url: `http://127.0.0.1:${port}`, dataDir: dirs[name] });
+        for (const m of p.modules) placement[m] = name;
+      }
+      topology.bus.nats = { ...topology.bus.nats, servers: [SHARED_NATS], prefix: natsPrefix };
+      const file = join(pool.dir(), "split.json");
+      writeFileSync(file, JSON.stringify(topology, null, 2));
+      const names = Object.keys(topology.topology.processes);
+      const started = await Promise.all(names.map((name) => pool.start({ dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name] })));
+      names.forEach((name, i) => (processes[name] = started[i]!));
+    }
+    // The NATS topologies must really be on NATS under this run's prefix: start-up created its streams.
+    if (natsPrefix && (await listStreams(SHARED_NATS, natsPrefix)).length === 0) throw new Error(`${kind} topology: no NATS stream with prefix ${natsPrefix} after start-up`);
+  } catch (err) {
+    await cleanup().catch(() => {});
+    throw err;
+  }
+  const first = Object.values(processes)[0]!;
+  const serverOf = (module: string): RunningServer => {
+    const name = placement[module];
+    if (!name) throw new Error(`no process of the ${kind} topology hosts module "${module}"`);
+    return processes[name]!;
+  };
+  const serverFor = (path: string): RunningServer => {
+    const m = moduleOfPath(path);
+    return m === undefined ? first : serverOf(m);
+  };
+  const urlFor = (path: string) => serverFor(path).url;
+  const routed = (method: string, path: string, opts?: RequestOptions) => api(urlFor(path)).request(method, path, opts);
+  const routedApi: Api = {
+    request: routed,
+    get: (path, opts) => routed("GET", path, opts),
+    post: (path, json, opts) => routed("POST", path, { ...opts, json }),
+    put: (path, json, opts) => routed("PUT", path, { ...opts, json }),
+  };
+  return {
+    kind,
+    processes,
+    placement,
+    natsPrefix,
+    api: routedApi,
+    serverFor,
+    urlFor,
+    serverOf,
+    entries: () => Object.entries(processes).flatMap(([name, s]) => s.entries().map((e) => ({ ...e, process: name }))),
+    settled: () => settledAcross(Object.values(processes).map((s) => s.url)),
+    async metrics() {
+      const texts: string[] = [];
+      const samples: Sample[] = [];
+      const contentTypes: string[] = [];
+      const statuses: number[] = [];
+      for (const [name, s] of Object.entries(processes)) {
+        const res = await fetch(`${s.url}/metrics`);
+        const text = await res.text();
+        statuses.push(res.status);
+        contentTypes.push(res.headers.get("content-type") ?? "");
+        texts.push(text);
+        for (const x of parseMetrics(text)) samples.push({ ...x, labels: { ...x.labels, process: name } });
+      }
+      return { text: texts.join("\n"), samples, contentTypes, statuses };
+    },
+    streamCounts: async () => (natsPrefix ? streamMessageCounts(SHARED_NATS, natsPrefix) : {}),
+    stop: cleanup,
+  };
+}
+
+/**
+ * `settledProbe` over several processes: true once, on every one of them, every outbox backlog and
+ * consumer lag is 0; at least one process must export the backlog gauge.
+ */
+export async function settledAcross(bases: readonly string[]): Promise<true | undefined> {
+  let backlogSeen = false;
+  for (const base of bases) {
+    const res = await fetch(`${base}/metrics`);
+    if (res.status !== 200) return undefined;
+    const samples = parseMetrics(await res.text());
+    const backlog = samples.filter((s) => s.name === "selaras_outbox_backlog");
+    const lag = samples.filter((s) => s.name === "selaras_consumer_lag_events");
+    backlogSeen ||= backlog.length > 0;
+    if (![...backlog, ...lag].every((s) => s.value === 0)) return undefined;
+  }
+  return backlogSeen ? true : undefined;
 }

@@ -14,13 +14,39 @@ export function randomPrefix(): string {
   return `t${randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
 
-/** Deletes every stream whose name starts with `<PREFIX>_` — the ones a test with that prefix created. */
-export async function deleteStreams(servers: string, prefix: string): Promise<string[]> {
+/** Names of the streams whose name starts with `<PREFIX>_` — the ones a test with that prefix created. */
+export async function listStreams(servers: string, prefix: string): Promise<string[]> {
   const nc = await connect({ servers, timeout: 5000 });
   try {
     const jsm = await jetstreamManager(nc);
     const mine: string[] = [];
     for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix.toUpperCase()}_`)) mine.push(name);
+    return mine.sort();
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Message count of every stream of `prefix`, by stream name: a fingerprint of "was anything published". */
+export async function streamMessageCounts(servers: string, prefix: string): Promise<Record<string, number>> {
+  const nc = await connect({ servers, timeout: 5000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const out: Record<string, number> = {};
+    for await (const info of jsm.streams.list()) if (info.config.name.startsWith(`${prefix.toUpperCase()}_`)) out[info.config.name] = info.state.messages;
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Deletes every stream whose name starts with `<PREFIX>_` — the ones a test with that prefix created. */
+export async function deleteStreams(servers: string, prefix: string): Promise<string[]> {
+  const mine = await listStreams(servers, prefix);
+  if (mine.length === 0) return mine;
+  const nc = await connect({ servers, timeout: 5000 });
+  try {
+    const jsm = await jetstreamManager(nc);
     for (const name of mine) await jsm.streams.delete(name);
     return mine;
   } finally {
