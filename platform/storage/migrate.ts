@@ -39,7 +39,8 @@ export class MigrationError extends Error {
   override readonly name = "MigrationError";
 }
 
-function checksum(sql: string): string {
+/** The checksum recorded for an applied migration (shared by the SQLite and Postgres migrators). */
+export function checksum(sql: string): string {
   return createHash("sha256").update(sql).digest("hex").slice(0, 16);
 }
 

@@ -1,0 +1,136 @@
+import type { Sql, TransactionSql } from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../ids.ts";
+import { dropPg, pgConnect, pgOptions, randomPgPrefix } from "../../../test/support/postgres.ts";
+import { waitFor } from "../../../test/support/platform.ts";
+import { migratePostgres } from "./migrate.ts";
+import { moduleSchemaName, provisionModules } from "./provision.ts";
+import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
+
+// Integration: the shared Postgres. Creates one schema and role `t_<random>_orders`, drops them.
+describe("Postgres outbox relay: leadership, order, wake-up", () => {
+  const schema = moduleSchemaName(randomPgPrefix(), "orders");
+  let admin: Sql;
+  let sql: Sql; // as the module's role
+  const leases: RelayLease[] = [];
+
+  beforeAll(async () => {
+    admin = pgConnect();
+    await provisionModules(admin, [{ module: "orders", schema, role: schema, database: "test" }]);
+    sql = pgConnect(schema);
+    await migratePostgres(sql, { module: "orders", schema, migrations: [] });
+  });
+  afterAll(async () => {
+    await Promise.all(leases.map((l) => l.release()));
+    await sql.end({ timeout: 0 });
+    await dropPg(admin, [schema], [schema]);
+    await admin.end();
+  });
+
+  const claim = async (opts: { signal?: AbortSignal } = {}) => {
+    const lease = await acquireRelayLease(pgOptions(schema), schema, { retryMs: 20, ...opts });
+    if (lease) leases.push(lease);
+    return lease;
+  };
+  const insert = (tx: Sql | TransactionSql, aggregate: string) =>
+    tx`INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at)
+       VALUES (${newId()}, ${aggregate}, 'orders.v1.OrderCreated', ${new Uint8Array([1, 2])}, '{}', ${Date.now()})`;
+  const holders = async () =>
+    (await admin<{ pid: number }[]>`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+      AND classid = hashtext('selaras.relay')::oid AND objid = hashtext(${schema})::oid`).map((r) => r.pid);
+
+  it("reads unpublished rows in commit order: a later writer cannot commit first", async () => {
+    const a = (await claim())!;
+    let releaseFirst!: () => void;
+    const firstMayCommit = new Promise<void>((r) => (releaseFirst = r));
+    let firstInserted!: () => void;
+    const inserted = new Promise<void>((r) => (firstInserted = r));
+    const first = sql.begin(async (tx) => {
+      await insert(tx, "agg-1");
+      firstInserted();
+      await firstMayCommit;
+    });
+    await inserted;
+    const second = sql.begin(async (tx) => {
+      await insert(tx, "agg-1");
+      await insert(tx, "agg-2");
+    });
+    // The second writer waits on the outbox's advisory lock before its rows get a seq.
+    await waitFor(async () => (await admin`SELECT 1 FROM pg_stat_activity WHERE usename = ${schema} AND wait_event = 'advisory'`).length > 0, { what: "the second writer to wait" });
+    expect(await a.readUnpublished(10)).toEqual([]);
+    releaseFirst();
+    await Promise.all([first, second]);
+
+    const rows = await a.readUnpublished(10);
+    expect(rows.map((r) => r.aggregate_id)).toEqual(["agg-1", "agg-1", "agg-2"]);
+    expect(rows.map((r) => r.seq)).toEqual([...rows.map((r) => r.seq)].sort((x, y) => x - y));
+    expect(rows[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
+    expect(typeof rows[0]!.created_at).toBe("number");
+
+    expect(await a.markPublished(rows[1]!.seq, Date.now())).toBe(2);
+    expect((await a.readUnpublished(10)).map((r) => r.seq)).toEqual([rows[2]!.seq]);
+    expect(await a.markPublished(rows[2]!.seq, Date.now())).toBe(1);
+    expect(await a.readUnpublished(10)).toEqual([]);
+    await a.release();
+  });
+
+  it("one relay instance leads; a standby takes over when the leader's connection ends", async () => {
+    const a = (await claim())!;
+    const standby = new AbortController();
+    let bLease: RelayLease | undefined;
+    const b = claim({ signal: standby.signal }).then((l) => (bLease = l));
+    const aPid = (await holders())[0];
+    expect(await holders()).toHaveLength(1);
+    await waitFor(async () => (await admin`SELECT 1 FROM pg_stat_activity WHERE usename = ${schema} AND query LIKE '%pg_try_advisory_lock%' AND pid <> ${aPid!}`).length > 0, { what: "the standby to try" });
+    expect(bLease).toBeUndefined();
+
+    // The leader's process dies: the server ends its session and with it the lock.
+    await admin`SELECT pg_terminate_backend(${aPid!})`;
+    await b;
+    expect(bLease).toBeDefined();
+    expect(await holders()).toHaveLength(1);
+    expect((await holders())[0]).not.toBe(aPid);
+    await expect(a.readUnpublished(10)).rejects.toBeInstanceOf(RelayLeaseLost);
+    await expect(a.markPublished(1, Date.now())).rejects.toBeInstanceOf(RelayLeaseLost);
+
+    // A clean hand-over: release, and the next standby gets it.
+    const c = claim();
+    await bLease!.release();
+    expect(await c).toBeDefined();
+    await (await c)!.release();
+    expect(await holders()).toEqual([]);
+  });
+
+  it("a standby's wait can be aborted", async () => {
+    const a = (await claim())!;
+    const ac = new AbortController();
+    const b = claim({ signal: ac.signal });
+    ac.abort();
+    expect(await b).toBeUndefined();
+    await a.release();
+  });
+
+  it("a commit with events wakes a listener within milliseconds; a rollback does not", async () => {
+    let wakes = 0;
+    const stop = await listenForOutbox(sql, schema, () => wakes++);
+    try {
+      await waitFor(() => wakes >= 1, { what: "the wake-up on listen" }); // (re)connect wakes too
+      const before = wakes;
+      await sql.begin(async (tx) => {
+        await insert(tx, "agg-rolled-back");
+        await tx`SELECT 1`;
+        throw new Error("roll back");
+      }).catch(() => undefined);
+      const t0 = Date.now();
+      await sql.begin(async (tx) => {
+        await insert(tx, "agg-3");
+        await insert(tx, "agg-4");
+      });
+      await waitFor(() => wakes > before, { what: "the NOTIFY after commit", timeoutMs: 2000 });
+      expect(Date.now() - t0).toBeLessThan(500);
+      expect(wakes).toBe(before + 1); // one per transaction, not per row; none for the rollback
+    } finally {
+      await stop();
+    }
+  });
+});

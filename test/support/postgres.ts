@@ -1,0 +1,44 @@
+import { randomBytes } from "node:crypto";
+import postgres, { type Options, type Sql } from "postgres";
+
+/**
+ * The shared test Postgres (trust auth): `SELARAS_TEST_POSTGRES`, default
+ * `postgres://postgres@127.0.0.1:5432/test`. It is shared: tests create only uniquely named
+ * schemas and roles (`randomPrefix()`) and drop exactly those.
+ */
+export const TEST_POSTGRES_URL = process.env.SELARAS_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+
+/** Connection options for `user` (default: the URL's, a superuser) on the test database. */
+export function pgOptions(user?: string): Options<{}> {
+  const url = new URL(TEST_POSTGRES_URL);
+  return {
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    database: url.pathname.slice(1),
+    username: user ?? decodeURIComponent(url.username),
+    max: 4,
+    onnotice: () => {},
+  };
+}
+
+/** A client for `user` (default: the administrator). Call `end()`. */
+export function pgConnect(user?: string, extra: Options<{}> = {}): Sql {
+  return postgres({ ...pgOptions(user), ...extra });
+}
+
+/** A fresh prefix for schema and role names, e.g. `t_3fa9c2`. */
+export function randomPgPrefix(): string {
+  return `t_${randomBytes(4).toString("hex")}`;
+}
+
+/** Drops the schemas and then the roles a test created (and nothing else). */
+export async function dropPg(admin: Sql, schemas: readonly string[], roles: readonly string[]): Promise<void> {
+  for (const s of schemas) await admin.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+  for (const r of roles) {
+    const [exists] = await admin`SELECT 1 FROM pg_roles WHERE rolname = ${r}`;
+    if (!exists) continue;
+    // Ends the role's sessions first (a lingering pooled connection would block DROP ROLE).
+    await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${r}`;
+    await admin.unsafe(`DROP OWNED BY "${r}"; DROP ROLE "${r}"`);
+  }
+}
