@@ -169,7 +169,7 @@ describe("remote transport", () => {
     expect(states).toEqual(["open", "half-open", "closed"]);
   });
 
-  it("treats queries by name or declared idempotency as safe to repeat", () => {
+  it("treats methods whose proto declares an idempotency level as safe to repeat, and only those", () => {
     const byName = Object.fromEntries(CatalogService.methods.map((m) => [m.name, isSafeToRepeat(m)]));
     expect(byName).toEqual({ CreateProduct: false, GetProduct: true, UpdateProduct: false, GetProducts: true });
   });

@@ -66,15 +66,11 @@ const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ConnectionRefused", "ENOTFOUND"
 const notSent = new WeakSet<ConnectError>();
 
 /**
- * A method that may safely run twice: declared `NO_SIDE_EFFECTS` or `IDEMPOTENT` in its proto, or
- * a query by the house naming rule (`Get…`, `List…`, see STYLE.md) until the protos declare it.
+ * A method that may safely run twice: declared `NO_SIDE_EFFECTS` or `IDEMPOTENT` in its proto
+ * (`option idempotency_level`). A contract test makes every `Get…`/`List…` query declare it.
  */
 export function isSafeToRepeat(method: DescMethod): boolean {
-  return (
-    method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS ||
-    method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT ||
-    /^(Get|List)[A-Z]/.test(method.name)
-  );
+  return method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS || method.idempotency === MethodOptions_IdempotencyLevel.IDEMPOTENT;
 }
 
 /**
