@@ -31,10 +31,6 @@ export class LocalServiceRegistry {
     }
   }
 
-  has(service: DescService): boolean {
-    return this.#services.has(service);
-  }
-
   handler(method: DescMethod): UnaryHandler | undefined {
     return this.#methods.get(method);
   }
