@@ -70,7 +70,7 @@ async function catalogWays(opts: Opts) {
     const { product } = await local.createProduct({ sku: "BENCH-RPC-1", name: "Kopi Luwak 250 g", priceCents: 12_500n });
     const id = product!.id;
     // Every way must read the same row, or the comparison means nothing.
-    const names = [(await local.getProduct({ id })).product?.name, (await router.getProduct({ id })).product?.name, getProduct(storage, id).name];
+    const names = [(await local.getProduct({ id })).product?.name, (await router.getProduct({ id })).product?.name, (await getProduct(storage, id)).name];
     if (new Set(names).size !== 1) throw new Error(`the three ways disagree: ${names.join(", ")}`);
     const ctx = {} as HandlerContext; // catalog's getProduct does not read its context
     const r = await timeWays("catalog", [

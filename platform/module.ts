@@ -4,6 +4,7 @@ import type { Hono } from "hono";
 import type * as z from "zod";
 import type { BaseSQLiteDatabase } from "drizzle-orm/sqlite-core";
 import type { Logger } from "./observability/logger.ts";
+import type { Dialect, ReadQuery, StatementValues, WriteChecks, WriteStatement } from "./storage/statements.ts";
 
 /** A drizzle database over one module's private SQLite file (bun:sqlite or better-sqlite3; both synchronous). */
 export type SqliteDb = BaseSQLiteDatabase<"sync", unknown>;
@@ -40,15 +41,22 @@ export interface EventMeta {
 
 /**
  * The transaction handed to a command or an event handler. Everything done through it commits
- * atomically in the module's own database: business rows (via `db`) and outgoing events
- * (via `publish`, which writes the transactional outbox).
+ * atomically in the module's own database: business rows (`write`) and outgoing events
+ * (`publish`, which writes the transactional outbox).
  *
- * The body that receives a `Tx` must be synchronous: SQLite transactions are synchronous and an
- * `await` inside one silently breaks atomicity. Do every await (RPC calls, reads) before.
+ * The body that receives a `Tx` is synchronous and only writes: do every read and every await
+ * (RPC calls) before it. SQLite runs the writes at once; Postgres runs them after the body
+ * returned, pipelined with the writes of other bodies in one transaction. A body therefore
+ * states what its writes expect (`WriteChecks`) instead of reading: a unique constraint instead
+ * of a lookup, an expected-version `UPDATE` instead of read-then-write (ADR 0008).
  */
 export interface Tx {
-  /** The drizzle transaction for this module's tables. */
-  readonly db: SqliteDb;
+  readonly dialect: Dialect;
+  /**
+   * Runs (SQLite) or schedules (Postgres) one write of this module's tables.
+   * @example tx.write(insertProduct, product, { ifDuplicate: () => skuTaken(product.sku) })
+   */
+  write(statement: WriteStatement, values: StatementValues, checks?: WriteChecks): void;
   /**
    * Appends an event to the outbox in this transaction. Returns the event id (UUIDv7).
    * @example tx.publish(OrderCreatedSchema, order.id, { orderId: order.id, ... })
@@ -56,19 +64,23 @@ export interface Tx {
   publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string;
 }
 
-/** A module's private storage: one SQLite file (embedded) or one schema (Postgres, next issue). */
+/** A module's private storage: one SQLite file (embedded) or one schema under its own role (Postgres). */
 export interface ModuleStorage {
   readonly module: string;
-  readonly dialect: "sqlite";
-  /** For reads outside a transaction. Never write through it: use `transact`. */
-  readonly db: SqliteDb;
+  readonly dialect: Dialect;
+  /** Runs a read outside any transaction. */
+  read<Row>(query: ReadQuery<Row>, values?: StatementValues): Promise<Row[]>;
   /**
    * Runs `body` in one transaction and resolves with its result once it is durably committed.
-   * Concurrent calls are group-committed (one COMMIT for many bodies, each in its own savepoint,
-   * so one failing body rolls back alone). `body` must be synchronous; a body returning a
-   * Promise is rolled back and rejected.
+   * Concurrent calls are group-committed (one COMMIT for many bodies; a failing body rolls back
+   * alone). `body` must be synchronous; a body returning a Promise is rolled back and rejected.
    */
   transact<T>(body: (tx: Tx) => T): Promise<T>;
+  /**
+   * Raw SQL read in this module's database, for tests and operator tools; `?` placeholders in
+   * either dialect. Module code uses `read` with a declared query.
+   */
+  queryRaw<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
 }
 
 /** A handler for one event type, run inside the consumer's transaction together with its inbox entry. */

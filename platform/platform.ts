@@ -16,9 +16,8 @@ import { OutboxRelay } from "./outbox/relay.ts";
 import { startGrpcServer, type GrpcServer } from "./rpc/grpc-server.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
 import { createRemoteTransport, type RemoteTransport } from "./rpc/remote-transport.ts";
-import { migrateSqlite } from "./storage/migrate.ts";
-import { SqliteModuleStorage } from "./storage/module-storage.ts";
-import { openSqlite } from "./storage/sqlite.ts";
+import type { PlatformStorage } from "./storage/module-storage.ts";
+import { openModuleStorage } from "./storage/open.ts";
 import { validateModuleConfig, validateTopology } from "./topology.ts";
 import type { RemoteProcess } from "./topology/plan.ts";
 
@@ -49,7 +48,7 @@ export interface Platform {
   /** The event bus (embedded or NATS), for tests and operator tools (dead letters, re-drive). */
   readonly bus: Bus;
   /** A module's storage, for tests and operator tools. */
-  storage(module: string): ModuleStorage;
+  storage(module: string): PlatformStorage;
   /** Starts listening (Bun only), and the gRPC server when `grpc.port` is set. Resolves with the bound ports. */
   listen(): Promise<{ port: number; url: string; grpcPort?: number }>;
   /** Resolves once every outbox is published and every consumer has caught up. */
@@ -125,7 +124,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
 
   const bus = await openBus(config, logger.child({ component: "bus" }));
 
-  const storages = new Map<string, SqliteModuleStorage>();
+  let storages = new Map<string, PlatformStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
   const relays: OutboxRelay[] = [];
   const subscriptions: BusSubscription[] = [];
@@ -136,7 +135,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     maxBodyBytes: config.http.maxBodyBytes,
     readiness: async () => {
       if (stopped) throw new Error("shutting down");
-      for (const s of storages.values()) s.ping();
+      await Promise.all([...storages.values()].map((s) => s.ping()));
       await bus.ping();
       return { storage: "ok", migrations: "ok", bus: bus.kind };
     },
@@ -155,19 +154,14 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   };
 
   try {
-    for (const manifest of opts.modules) {
-      const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), config.sqlite);
-      let applied: string[];
-      try {
-        applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);
-      } catch (err) {
-        conn.close();
-        throw err;
-      }
-      if (applied.length > 0) logger.info("migrations applied", { module: manifest.name, applied });
-      const commits = metrics.commitBatch.labels({ module: manifest.name });
-      storages.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, tracer, (n) => commits.observe(n)));
-    }
+    storages = await openModuleStorage(config, opts.modules, {
+      tracer,
+      logger,
+      onCommit: (module) => {
+        const commits = metrics.commitBatch.labels({ module });
+        return (n) => commits.observe(n);
+      },
+    });
     const bindings: ServiceBinding[] = [];
     for (const manifest of opts.modules) {
       const storage = storages.get(manifest.name)!;
@@ -199,13 +193,13 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     throw err;
   }
 
-  metrics.gaugeFn("selaras_outbox_backlog", "Outbox rows committed but not yet published", ["module"], (set) => {
-    for (const [m, s] of storages) set({ module: m }, s.outboxStats().backlog);
+  metrics.gaugeFn("selaras_outbox_backlog", "Outbox rows committed but not yet published", ["module"], async (set) => {
+    for (const [m, s] of storages) set({ module: m }, (await s.outboxStats()).backlog);
   });
-  metrics.gaugeFn("selaras_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", ["module"], (set) => {
+  metrics.gaugeFn("selaras_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", ["module"], async (set) => {
     const now = Date.now();
     for (const [m, s] of storages) {
-      const oldest = s.outboxStats().oldestCreatedAt;
+      const oldest = (await s.outboxStats()).oldestCreatedAt;
       set({ module: m }, oldest === undefined ? 0 : (now - oldest) / 1000);
     }
   });
@@ -279,7 +273,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       for (;;) {
         await Promise.all(relays.map((r) => r.drained()));
         const lag = [...(await bus.consumerLag()).values()].reduce((a, b) => a + b, 0);
-        const backlog = [...storages.values()].reduce((a, s) => a + s.outboxStats().backlog, 0);
+        let backlog = 0;
+        for (const s of storages.values()) backlog += (await s.outboxStats()).backlog;
         if (lag === 0 && backlog === 0) return;
         if (Date.now() > deadline) throw new Error(`platform did not settle within ${timeoutMs} ms (consumer lag ${lag}, outbox backlog ${backlog})`);
         await new Promise((r) => setTimeout(r, 5));

@@ -7,4 +7,7 @@ export const migrations: MigrationSet = {
   sqlite: [
     { id: "0001_init", sql: "CREATE TABLE products (\n  id TEXT PRIMARY KEY,\n  sku TEXT NOT NULL UNIQUE,\n  name TEXT NOT NULL,\n  price_cents INTEGER NOT NULL CHECK (price_cents >= 0),\n  version INTEGER NOT NULL,\n  created_at INTEGER NOT NULL,\n  updated_at INTEGER NOT NULL\n);\n" },
   ],
+  postgres: [
+    { id: "0001_init", sql: "CREATE TABLE products (\n  id text PRIMARY KEY,\n  sku text NOT NULL UNIQUE,\n  name text NOT NULL,\n  price_cents bigint NOT NULL CHECK (price_cents >= 0),\n  version bigint NOT NULL,\n  created_at bigint NOT NULL,\n  updated_at bigint NOT NULL\n);\n" },
+  ],
 };

@@ -7,4 +7,7 @@ export const migrations: MigrationSet = {
   sqlite: [
     { id: "0001_init", sql: "-- Emails are stored trimmed and lower-cased (domain/customer.ts), so this UNIQUE is case-insensitive.\nCREATE TABLE customers (\n  id TEXT PRIMARY KEY,\n  email TEXT NOT NULL UNIQUE,\n  name TEXT NOT NULL,\n  credit_limit_cents INTEGER NOT NULL CHECK (credit_limit_cents >= 0),\n  created_at INTEGER NOT NULL\n);\n" },
   ],
+  postgres: [
+    { id: "0001_init", sql: "-- Emails are stored trimmed and lower-cased (domain/customer.ts), so this UNIQUE is case-insensitive.\n-- (A plain UNIQUE, as in SQLite: both compare text byte-wise, so no lower(email) index is needed.)\nCREATE TABLE customers (\n  id text PRIMARY KEY,\n  email text NOT NULL UNIQUE,\n  name text NOT NULL,\n  credit_limit_cents bigint NOT NULL CHECK (credit_limit_cents >= 0),\n  created_at bigint NOT NULL\n);\n" },
+  ],
 };

@@ -24,7 +24,7 @@ function toJson(p: Product) {
 export function catalogRoutes(storage: ModuleStorage) {
   return (app: Hono) => {
     app.post("/api/v1/products", async (c) => c.json(toJson(await createProduct(storage, await jsonBody(c, CreateProductInput))), 201));
-    app.get("/api/v1/products/:id", (c) => c.json(toJson(getProduct(storage, pathParam(c, "id", ProductId)))));
+    app.get("/api/v1/products/:id", async (c) => c.json(toJson(await getProduct(storage, pathParam(c, "id", ProductId)))));
     app.put("/api/v1/products/:id", async (c) => {
       const id = pathParam(c, "id", ProductId);
       return c.json(toJson(await updateProduct(storage, id, await jsonBody(c, UpdateProductInput))));

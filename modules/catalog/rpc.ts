@@ -36,7 +36,7 @@ export function catalogRpc(storage: ModuleStorage): ServiceImpl<typeof CatalogSe
       return { product: toProto(await createProduct(storage, input)) };
     },
     async getProduct(req) {
-      return { product: toProto(getProduct(storage, parseOrThrow(ProductId, req.id))) };
+      return { product: toProto(await getProduct(storage, parseOrThrow(ProductId, req.id))) };
     },
     async updateProduct(req) {
       const id = parseOrThrow(ProductId, req.id);
@@ -44,7 +44,7 @@ export function catalogRpc(storage: ModuleStorage): ServiceImpl<typeof CatalogSe
       return { product: toProto(await updateProduct(storage, id, input)) };
     },
     async getProducts(req) {
-      return { products: getProducts(storage, req.ids).map(toProto) };
+      return { products: (await getProducts(storage, req.ids)).map(toProto) };
     },
   };
 }

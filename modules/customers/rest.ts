@@ -24,6 +24,6 @@ function toJson(c: Customer) {
 export function customersRoutes(storage: ModuleStorage) {
   return (app: Hono) => {
     app.post("/api/v1/customers", async (c) => c.json(toJson(await registerCustomer(storage, await jsonBody(c, RegisterCustomerInput))), 201));
-    app.get("/api/v1/customers/:id", (c) => c.json(toJson(getCustomer(storage, pathParam(c, "id", CustomerId)))));
+    app.get("/api/v1/customers/:id", async (c) => c.json(toJson(await getCustomer(storage, pathParam(c, "id", CustomerId)))));
   };
 }

@@ -33,7 +33,7 @@ export function customersRpc(storage: ModuleStorage): ServiceImpl<typeof Custome
       return { customer: toProto(await registerCustomer(storage, input)) };
     },
     async getCustomer(req) {
-      return { customer: toProto(getCustomer(storage, parseOrThrow(CustomerId, req.id))) };
+      return { customer: toProto(await getCustomer(storage, parseOrThrow(CustomerId, req.id))) };
     },
   };
 }

@@ -3,8 +3,6 @@ import { join } from "node:path";
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { eq } from "drizzle-orm";
-import { sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProductCreatedSchema, ProductUpdatedSchema } from "../../gen/catalog/v1/events_pb.ts";
 import { CustomerRegisteredSchema } from "../../gen/customers/v1/events_pb.ts";
@@ -20,9 +18,6 @@ import orderHistory from "./index.ts";
 
 const CONSUMER = "order-history.projection";
 
-/** The platform's inbox table, read to know that an event's transaction has committed. */
-const inbox = sqliteTable("selaras_inbox", { consumer: text("consumer").notNull(), eventId: text("event_id").notNull() });
-
 /** An envelope as the publishing module's outbox relay would put it on the bus. */
 function envelope<D extends DescMessage>(schema: D, source: string, aggregateId: string, init: MessageInitShape<D>, id = newId()): EventEnvelope {
   return { id, type: schema.typeName, source, aggregateId, payload: toBinary(schema, create(schema, init)), headers: {}, occurredAt: Date.now() };
@@ -36,8 +31,14 @@ async function publish(platform: Platform, ...events: EventEnvelope[]): Promise<
 
 /** Resolves once every event id is in the projection's inbox, i.e. its effect is committed. */
 function processed(platform: Platform, ids: readonly string[]) {
-  const db = platform.storage("order-history").db;
-  return waitFor(() => ids.every((id) => db.select().from(inbox).where(eq(inbox.eventId, id)).all().length === 1), { what: `events ${ids.join(", ")} processed` });
+  const storage = platform.storage("order-history");
+  return waitFor(
+    async () => {
+      const [row] = await storage.queryRaw<{ n: number }>(`SELECT count(*) AS n FROM selaras_inbox WHERE consumer = ? AND event_id IN (${ids.map(() => "?").join(", ")})`, [CONSUMER, ...ids]);
+      return Number(row!.n) === ids.length;
+    },
+    { what: `events ${ids.join(", ")} processed` },
+  );
 }
 
 const customer = (customerId: string, name: string) => envelope(CustomerRegisteredSchema, "customers", customerId, { customerId, email: `${customerId}@example.com`, name, creditLimitCents: 100_000n });
@@ -203,8 +204,8 @@ describe("order-history delivery guarantees", () => {
       try {
         await waitFor(async () => (await consumed(second.platform, "duplicate")) === events.length, { what: "three duplicates" });
         expect(await consumed(second.platform, "processed")).toBe(0);
-        const db = second.platform.storage("order-history").db;
-        expect(db.select().from(inbox).where(eq(inbox.consumer, CONSUMER)).all()).toHaveLength(events.length);
+        const [inbox] = await second.platform.storage("order-history").queryRaw<{ n: number }>("SELECT count(*) AS n FROM selaras_inbox WHERE consumer = ?", [CONSUMER]);
+        expect(Number(inbox!.n)).toBe(events.length);
         const after = await second.platform.client(OrderHistoryService).listCustomerOrders({ customerId: c });
         expect(after.orders).toEqual(before.orders);
         expect(after.orders[0]).toMatchObject({ customerName: "Fajar", totalCents: 1500n, lines: [{ productName: "Beras", quantity: 5 }] });

@@ -20,9 +20,9 @@ function toJson(o: HistoryOrder) {
 /** `GET /api/v1/customers/{id}/orders`: the customer's orders, newest first; unknown customer -> `orders: []`. */
 export function orderHistoryRoutes(storage: ModuleStorage) {
   return (app: Hono) => {
-    app.get("/api/v1/customers/:id/orders", (c) => {
+    app.get("/api/v1/customers/:id/orders", async (c) => {
       const { customerId } = parseOrThrow(ListCustomerOrdersInput, { customerId: c.req.param("id") });
-      return c.json({ customerId, orders: listCustomerOrders(storage, customerId).map(toJson) });
+      return c.json({ customerId, orders: (await listCustomerOrders(storage, customerId)).map(toJson) });
     });
   };
 }

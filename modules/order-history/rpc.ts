@@ -26,7 +26,7 @@ export function orderHistoryRpc(storage: ModuleStorage): ServiceImpl<typeof Orde
   return {
     async listCustomerOrders(req) {
       const { customerId } = parseOrThrow(ListCustomerOrdersInput, { customerId: req.customerId });
-      return { orders: listCustomerOrders(storage, customerId).map(toProto) };
+      return { orders: (await listCustomerOrders(storage, customerId)).map(toProto) };
     },
   };
 }

@@ -29,6 +29,6 @@ export function ordersRoutes(deps: PlaceOrderDeps) {
       if (replayed) c.header("Idempotent-Replayed", "true");
       return c.json({ id: order.id, status: order.status }, 202);
     });
-    app.get("/api/v1/orders/:id", (c) => c.json(toJson(getOrder(deps.storage, pathParam(c, "id", OrderId)))));
+    app.get("/api/v1/orders/:id", async (c) => c.json(toJson(await getOrder(deps.storage, pathParam(c, "id", OrderId)))));
   };
 }

@@ -38,7 +38,7 @@ export function ordersRpc(deps: PlaceOrderDeps): ServiceImpl<typeof OrderService
       return { order: toProto(order), replayed };
     },
     async getOrder(req) {
-      return { order: toProto(getOrder(deps.storage, parseOrThrow(OrderId, req.id))) };
+      return { order: toProto(await getOrder(deps.storage, parseOrThrow(OrderId, req.id))) };
     },
   };
 }

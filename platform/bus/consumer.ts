@@ -3,7 +3,7 @@ import type { EventHandler, EventMeta, SubscriptionSpec } from "../module.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { childSpan, parseTraceparent, type Tracer } from "../observability/trace.ts";
-import type { SqliteModuleStorage, SqliteTx } from "../storage/module-storage.ts";
+import { DuplicateDelivery, type PlatformStorage, type PlatformTx } from "../storage/module-storage.ts";
 import type { Delivery, DeliveryResult, SubscribeOptions } from "./types.ts";
 
 /**
@@ -15,7 +15,7 @@ import type { Delivery, DeliveryResult, SubscribeOptions } from "./types.ts";
 export function createConsumer(opts: {
   module: string;
   spec: SubscriptionSpec;
-  storage: SqliteModuleStorage;
+  storage: PlatformStorage;
   tracer: Tracer;
   logger: Logger;
   metrics: Metrics;
@@ -28,7 +28,7 @@ export function createConsumer(opts: {
     handlers.set(h.event.typeName, h as EventHandler<DescMessage>);
   }
 
-  const apply = (tx: SqliteTx, d: Delivery): "processed" | "duplicate" => {
+  const apply = (tx: PlatformTx, d: Delivery): "processed" | "duplicate" => {
     const e = d.envelope;
     const handler = handlers.get(e.type);
     if (!handler) throw new Error(`${consumer}: no handler for ${e.type}`);
@@ -64,7 +64,7 @@ export function createConsumer(opts: {
         record(outcomes, batch);
         return batch.map(() => ({ ok: true }));
       } catch (batchError) {
-        if (batch.length === 1) return [fail(batchError)];
+        if (batch.length === 1 && !(batchError instanceof DuplicateDelivery)) return [fail(batchError)];
       }
       const results: DeliveryResult[] = [];
       for (const d of batch) {
@@ -73,6 +73,11 @@ export function createConsumer(opts: {
           record([outcome], [d]);
           results.push({ ok: true });
         } catch (err) {
+          if (err instanceof DuplicateDelivery) {
+            record(["duplicate"], [d]);
+            results.push({ ok: true });
+            continue;
+          }
           results.push(fail(err));
           break; // later deliveries are redelivered after this one: order per aggregate holds
         }

@@ -58,6 +58,10 @@ describe("defaults", () => {
             replicas: 1,
           },
         },
+        storage: {
+          kind: "sqlite",
+          postgres: { url: "postgres://postgres@127.0.0.1:5432/postgres", schemaPrefix: "selaras", provision: true, moduleUrls: {}, poolSize: 4, maxBatch: 256 },
+        },
         sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000 },
         topology: { processes: {} },
         modules: {},

@@ -173,6 +173,44 @@ const sqlite = z
   .prefault({})
   .describe("Embedded SQLite storage.");
 
+const postgresUrl = z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, "expected a postgres:// connection URL such as postgres://user@host:5432/database");
+
+const postgresStorage = z
+  .strictObject({
+    url: postgresUrl
+      .default("postgres://postgres@127.0.0.1:5432/postgres")
+      .describe("Administrator connection (a superuser, or a role with CREATEROLE that owns the database). Used at start to provision each module's schema and role (storage.postgres.provision) and, with its user replaced by the module's role, as every module's connection unless storage.postgres.moduleUrls names one."),
+    schemaPrefix: z
+      .string()
+      .regex(/^[a-z][a-z0-9_]*$/, "lower-case letters, digits and _, starting with a letter")
+      .max(30, "must be at most 30 characters")
+      .default("selaras")
+      .describe("Each module gets the schema and LOGIN role <schemaPrefix>_<module> (- becomes _); deployments sharing a database use different prefixes."),
+    provision: z
+      .boolean()
+      .default(true)
+      .describe("Create each module's schema and role and grant the role only its schema, at start (idempotent, safe with several processes). false: an operator ran the SQL of `bun run main.ts provision-sql` beforehand."),
+    moduleUrls: z
+      .record(z.string(), postgresUrl)
+      .default({})
+      .describe('A module\'s own connection URL, by module name — its own role (and password), and its own database or server if you like (database per service): {"orders": "postgres://selaras_orders:secret@db-orders:5432/orders"}. Provisioning then runs on that database with the administrator of storage.postgres.url\'s credentials.'),
+    poolSize: z.int().min(1).max(100).default(4).describe("Connections of each module's pool (one more per module for the relay lease and one for LISTEN)."),
+    maxBatch: z.int().min(1).max(10_000).default(256).describe("Most transaction bodies of one module group-committed in one Postgres transaction."),
+  })
+  .prefault({})
+  .describe('PostgreSQL storage, used when storage.kind is "postgres" (see docs/adr/0008-postgres-storage.md).');
+
+const storage = z
+  .strictObject({
+    kind: z
+      .enum(["sqlite", "postgres"])
+      .default("sqlite")
+      .describe('Module storage: "sqlite" is one file per module in dataDir (settings: sqlite); "postgres" is one schema and one role per module (settings: storage.postgres).'),
+    postgres: postgresStorage,
+  })
+  .prefault({})
+  .describe("Where modules keep their data.");
+
 /** The whole platform configuration; see `configHelp()` for every key with its env var. */
 export const PlatformConfigSchema = z.strictObject({
   port: z.int().min(0).max(65_535).default(3000).describe("HTTP port for REST, Connect-RPC and gRPC-Web; 0 picks a free port."),
@@ -190,6 +228,7 @@ export const PlatformConfigSchema = z.strictObject({
   grpc,
   outbox,
   bus,
+  storage,
   sqlite,
   topology,
   modules: z

@@ -1,7 +1,7 @@
 import type { Bus, EventEnvelope } from "../bus/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { SqliteModuleStorage } from "../storage/module-storage.ts";
+import type { PlatformStorage } from "../storage/module-storage.ts";
 
 export interface RelayOptions {
   batchSize: number;
@@ -25,7 +25,7 @@ export class OutboxRelay {
   #idle: Array<() => void> = [];
 
   constructor(
-    private readonly storage: SqliteModuleStorage,
+    private readonly storage: PlatformStorage,
     private readonly bus: Bus,
     private readonly opts: RelayOptions,
   ) {}
@@ -37,8 +37,8 @@ export class OutboxRelay {
   }
 
   /** Resolves once everything committed so far has been published. */
-  drained(): Promise<void> {
-    if (this.storage.outboxStats().backlog === 0) return Promise.resolve();
+  async drained(): Promise<void> {
+    if ((await this.storage.outboxStats()).backlog === 0) return;
     return new Promise((r) => {
       this.#idle.push(r);
       this.#wake();
@@ -69,7 +69,16 @@ export class OutboxRelay {
     let failures = 0;
     while (this.#running) {
       this.#woken = false;
-      const rows = this.storage.readUnpublished(batchSize);
+      let rows: Awaited<ReturnType<PlatformStorage["readUnpublished"]>>;
+      try {
+        rows = await this.storage.readUnpublished(batchSize);
+      } catch (err) {
+        failures++;
+        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+        if (this.#running) logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
+        await this.#sleep(delay);
+        continue;
+      }
       if (rows.length === 0) {
         for (const r of this.#idle.splice(0)) r();
         // A slow safety tick covers a wake-up that could never come (e.g. rows written by a

@@ -7,7 +7,7 @@ import { uuidv7Floor } from "../ids.ts";
 import { Tracer } from "../observability/trace.ts";
 import { tempDataDir } from "../../test/support/platform.ts";
 import { migrateSqlite, MigrationError } from "./migrate.ts";
-import { SqliteModuleStorage } from "./module-storage.ts";
+import { SqliteModuleStorage, type SqliteTx } from "./module-storage.ts";
 import { openSqlite } from "./sqlite.ts";
 
 const migrations = [{ id: "0001_t", sql: "CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER NOT NULL)" }];
@@ -75,11 +75,11 @@ describe("SqliteModuleStorage", () => {
   it("rejects and rolls back an async body instead of committing half of it", async () => {
     let late: unknown;
     await expect(
-      storage.transact(async (tx) => {
-        tx.db.run(sql`INSERT INTO t (id, v) VALUES ('a', 1)`);
+      storage.transactInternal(async (tx) => {
+        (tx as SqliteTx).db.run(sql`INSERT INTO t (id, v) VALUES ('a', 1)`);
         await Promise.resolve();
         try {
-          tx.db.run(sql`INSERT INTO t (id, v) VALUES ('b', 2)`);
+          (tx as SqliteTx).db.run(sql`INSERT INTO t (id, v) VALUES ('b', 2)`);
         } catch (err) {
           late = err;
         }
@@ -101,7 +101,7 @@ describe("SqliteModuleStorage", () => {
 
   it("prunes published outbox rows and inbox entries by age, keeping unpublished and young ones", async () => {
     for (let i = 0; i < 6; i++) await storage.transact((tx) => tx.publish(ErrorInfoSchema, `a${i}`, {}));
-    const seqs = storage.readUnpublished(10).map((r) => r.seq);
+    const seqs = (await storage.readUnpublished(10)).map((r) => r.seq);
     await storage.markPublished(seqs[1]!, 1_000); // a0, a1 published long ago
     await storage.markPublished(seqs[3]!, 5_000); // a2, a3 published recently; a4, a5 unpublished
     const old = uuidv7Floor(1_000).replace(/0$/, "1");

@@ -3,6 +3,7 @@ import { newId, uuidv7Floor } from "../ids.ts";
 import type { ModuleStorage, SqliteDb, Tx } from "../module.ts";
 import { formatTraceparent, type Tracer } from "../observability/trace.ts";
 import type { SqliteConnection, SqlStatement } from "./sqlite.ts";
+import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "./statements.ts";
 
 /** An outbox row as the relay reads it. */
 export interface OutboxRow {
@@ -21,14 +22,59 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-/** The transaction object: module writes through `db`, events through `publish`, the platform's inbox through `claim`. */
-export class SqliteTx implements Tx {
+/** The platform's side of a transaction, on either dialect: module writes and events, plus inbox claims. */
+export interface PlatformTx extends Tx {
+  /**
+   * Records `eventId` as consumed by `consumer`. SQLite answers at once: false when it already
+   * was (a redelivery: skip the effect). Postgres cannot answer inside the body: it returns true
+   * and fails the body with `DuplicateDelivery` at execution if the event was consumed before.
+   */
+  claim(consumer: string, eventId: string): boolean;
+}
+
+/** A claimed event turned out to be consumed already (Postgres): the body is rolled back and the delivery counts as a duplicate. */
+export class DuplicateDelivery extends Error {
+  override readonly name = "DuplicateDelivery";
+}
+
+/** A module's storage as the platform drives it: transactions with inbox claims, the outbox for the relay, health. */
+export interface PlatformStorage extends ModuleStorage {
+  transactInternal<T>(body: (tx: PlatformTx) => T): Promise<T>;
+  /** Unpublished outbox rows in commit order. */
+  readUnpublished(limit: number): Promise<OutboxRow[]>;
+  /** Marks every unpublished row up to `maxSeq` as published (published rows are a prefix of seq). */
+  markPublished(maxSeq: number, at: number): Promise<void>;
+  /** Calls `listener` after commits that wrote events (SQLite: this process's; Postgres: any process's, via NOTIFY). */
+  onOutboxCommit(listener: () => void): () => void;
+  outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }>;
+  prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }>;
+  /** Throws unless the database answers (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The transaction object: module writes through `write`, events through `publish`, the platform's inbox through `claim`. */
+export class SqliteTx implements PlatformTx {
+  readonly dialect = "sqlite" as const;
   outboxAppended = 0;
 
   constructor(private readonly storage: SqliteModuleStorage) {}
 
+  /** The drizzle handle of this transaction (SQLite only; platform tests). Unusable after the body ended. */
   get db(): SqliteDb {
     return this.storage.txDb;
+  }
+
+  write(statement: WriteStatement, values: StatementValues, checks?: WriteChecks): void {
+    this.storage.assertInTransaction();
+    let changes: number;
+    try {
+      changes = (this.storage.compiled(statement) as { run(v: StatementValues): { changes: number } }).run(values).changes;
+    } catch (err) {
+      if (checks?.ifDuplicate && isUniqueViolation(err)) throw checks.ifDuplicate();
+      throw err;
+    }
+    if (changes === 0 && checks?.ifUnchanged) throw checks.ifUnchanged();
   }
 
   publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string {
@@ -56,7 +102,7 @@ export class SqliteTx implements Tx {
  * rolls back alone), and share one COMMIT. A caller's promise resolves only after that COMMIT,
  * so a 202 is never sent for a write that a crash could still lose.
  */
-export class SqliteModuleStorage implements ModuleStorage {
+export class SqliteModuleStorage implements PlatformStorage {
   readonly dialect = "sqlite" as const;
   readonly db: SqliteDb;
   /**
@@ -71,6 +117,7 @@ export class SqliteModuleStorage implements ModuleStorage {
   #scheduled = false;
   #closed = false;
   readonly #outboxListeners = new Set<() => void>();
+  readonly #statements = new StatementCache<unknown>((s) => (s.build(this.conn.db, s.tables.sqlite, "sqlite") as { prepare(): unknown }).prepare());
 
   constructor(
     readonly module: string,
@@ -92,6 +139,19 @@ export class SqliteModuleStorage implements ModuleStorage {
       ),
       inboxInsert: conn.prepare("INSERT OR IGNORE INTO selaras_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)"),
     };
+  }
+
+  /** The statement compiled for this connection (drizzle prepared query). */
+  compiled(statement: ReadQuery<unknown> | WriteStatement): unknown {
+    return this.#statements.get(statement);
+  }
+
+  async read<Row>(query: ReadQuery<Row>, values: StatementValues = {}): Promise<Row[]> {
+    return (this.compiled(query) as { all(v: StatementValues): Row[] }).all(values);
+  }
+
+  async queryRaw<Row = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return this.conn.prepare(sql).all<Row>(...params);
   }
 
   transact<T>(body: (tx: Tx) => T): Promise<T> {
@@ -180,7 +240,7 @@ export class SqliteModuleStorage implements ModuleStorage {
   }
 
   /** Unpublished outbox rows in commit order. */
-  readUnpublished(limit: number): OutboxRow[] {
+  async readUnpublished(limit: number): Promise<OutboxRow[]> {
     return this.conn.prepare(
       "SELECT seq, event_id, aggregate_id, type, payload, headers, created_at FROM selaras_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
     ).all<OutboxRow>(limit);
@@ -233,7 +293,7 @@ export class SqliteModuleStorage implements ModuleStorage {
   }
 
   /** Backlog size and the creation time of the oldest unpublished row. */
-  outboxStats(): { backlog: number; oldestCreatedAt: number | undefined } {
+  async outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }> {
     const row = this.conn.prepare(
       "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM selaras_outbox WHERE published_at IS NULL",
     ).get<{ n: number; oldest: number | null }>();
@@ -241,7 +301,7 @@ export class SqliteModuleStorage implements ModuleStorage {
   }
 
   /** A cheap query proving the file is readable (readiness). */
-  ping(): void {
+  async ping(): Promise<void> {
     this.conn.prepare("SELECT 1").get();
   }
 

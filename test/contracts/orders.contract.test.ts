@@ -1,8 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { count } from "drizzle-orm";
-import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CatalogService } from "../../gen/catalog/v1/catalog_pb.ts";
 import { CustomerService } from "../../gen/customers/v1/customers_pb.ts";
@@ -21,13 +19,8 @@ import { bootModules, waitFor } from "../support/platform.ts";
 
 const created = (e: EventEnvelope) => fromBinary(OrderCreatedSchema, e.payload);
 
-// Just enough of the orders database to count rows: proof that a rejected request wrote nothing.
-const tables = {
-  orders: sqliteTable("orders", { id: text("id") }),
-  order_lines: sqliteTable("order_lines", { orderId: text("order_id") }),
-  idempotency_keys: sqliteTable("idempotency_keys", { key: text("key") }),
-  selaras_outbox: sqliteTable("selaras_outbox", { seq: integer("seq") }),
-};
+// The orders module's tables, counted to prove that a rejected request wrote nothing.
+const tables = ["orders", "order_lines", "idempotency_keys", "selaras_outbox"] as const;
 
 describe("orders contract", () => {
   let t: Awaited<ReturnType<typeof bootModules>>;
@@ -51,10 +44,10 @@ describe("orders contract", () => {
     await t.dispose();
   });
 
-  function rowCounts(): Record<keyof typeof tables, number> {
-    const db = t.platform.storage("orders").db;
-    const n = (table: (typeof tables)[keyof typeof tables]) => db.select({ n: count() }).from(table).get()!.n;
-    return { orders: n(tables.orders), order_lines: n(tables.order_lines), idempotency_keys: n(tables.idempotency_keys), selaras_outbox: n(tables.selaras_outbox) };
+  async function rowCounts(): Promise<Record<(typeof tables)[number], number>> {
+    const storage = t.platform.storage("orders");
+    const counts = await Promise.all(tables.map(async (table) => Number((await storage.queryRaw<{ n: number }>(`SELECT count(*) AS n FROM ${table}`))[0]!.n)));
+    return Object.fromEntries(tables.map((table, i) => [table, counts[i]!])) as Record<(typeof tables)[number], number>;
   }
 
   /** Module-to-module calls this platform made to `service` so far (from the RPC client metric). */
@@ -119,30 +112,30 @@ describe("orders contract", () => {
 
   it("rejects the same key with a different body: AlreadyExists idempotency-key-reused, nothing written", async () => {
     const first = await client.placeOrder({ customerId, lines: [{ productId: kopi, quantity: 1 }], idempotencyKey: "reused" });
-    const before = rowCounts();
+    const before = await rowCounts();
     for (const lines of [[{ productId: kopi, quantity: 2 }], [{ productId: teh, quantity: 1 }], [{ productId: kopi, quantity: 1 }, { productId: teh, quantity: 1 }]]) {
       const err = await client.placeOrder({ customerId, lines, idempotencyKey: "reused" }).catch((e) => e);
       expect(err).toBeInstanceOf(ConnectError);
       expect(err.code).toBe(Code.AlreadyExists);
       expect(errorReason(err)).toBe("idempotency-key-reused");
     }
-    expect(rowCounts()).toEqual(before);
+    expect(await rowCounts()).toEqual(before);
     // The key still answers with its first order.
     expect((await client.placeOrder({ customerId, lines: [{ productId: kopi, quantity: 1 }], idempotencyKey: "reused" })).order?.id).toBe(first.order!.id);
   });
 
   it("places exactly one order for concurrent requests with one key", async () => {
-    const before = rowCounts();
+    const before = await rowCounts();
     const req = { customerId, lines: [{ productId: teh, quantity: 4 }], idempotencyKey: "race-1" };
     const results = await Promise.all(Array.from({ length: 5 }, () => client.placeOrder(req)));
     expect(new Set(results.map((r) => r.order!.id)).size).toBe(1);
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
-    expect(rowCounts()).toMatchObject({ orders: before.orders + 1, idempotency_keys: before.idempotency_keys + 1, selaras_outbox: before.selaras_outbox + 1 });
+    expect(await rowCounts()).toMatchObject({ orders: before.orders + 1, idempotency_keys: before.idempotency_keys + 1, selaras_outbox: before.selaras_outbox + 1 });
     expect(eventsFor(await barrier(), results[0]!.order!.id)).toHaveLength(1);
   });
 
   it("rolls back the loser of concurrent requests with one key and different bodies", async () => {
-    const before = rowCounts();
+    const before = await rowCounts();
     const results = await Promise.allSettled([
       client.placeOrder({ customerId, lines: [{ productId: teh, quantity: 1 }], idempotencyKey: "race-2" }),
       client.placeOrder({ customerId, lines: [{ productId: teh, quantity: 2 }], idempotencyKey: "race-2" }),
@@ -151,27 +144,27 @@ describe("orders contract", () => {
     const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     expect(lost.reason.code).toBe(Code.AlreadyExists);
     expect(errorReason(lost.reason)).toBe("idempotency-key-reused");
-    expect(rowCounts()).toMatchObject({ orders: before.orders + 1, order_lines: before.order_lines + 1, selaras_outbox: before.selaras_outbox + 1 });
+    expect(await rowCounts()).toMatchObject({ orders: before.orders + 1, order_lines: before.order_lines + 1, selaras_outbox: before.selaras_outbox + 1 });
   });
 
   it("rejects an unknown customer naming customerId, writing nothing", async () => {
-    const before = rowCounts();
+    const before = await rowCounts();
     const err = await client.placeOrder({ customerId: "no-such-customer", lines: [{ productId: kopi, quantity: 1 }], idempotencyKey: "ghost-customer" }).catch((e) => e);
     expect(err.code).toBe(Code.InvalidArgument);
     expect(errorReason(err)).toBe("customer-not-found");
     expect(fieldViolations(err).map((v) => v.field)).toEqual(["customerId"]);
-    expect(rowCounts()).toEqual(before);
+    expect(await rowCounts()).toEqual(before);
   });
 
   it("rejects unknown products naming each lines[i].productId, writing nothing", async () => {
-    const before = rowCounts();
+    const before = await rowCounts();
     const err = await client
       .placeOrder({ customerId, lines: [{ productId: kopi, quantity: 1 }, { productId: "nope-1", quantity: 1 }, { productId: "nope-2", quantity: 1 }] })
       .catch((e) => e);
     expect(err.code).toBe(Code.InvalidArgument);
     expect(errorReason(err)).toBe("product-not-found");
     expect(fieldViolations(err).map((v) => v.field)).toEqual(["lines[1].productId", "lines[2].productId"]);
-    expect(rowCounts()).toEqual(before);
+    expect(await rowCounts()).toEqual(before);
   });
 
   it("names the bad field on invalid input", async () => {
@@ -181,7 +174,7 @@ describe("orders contract", () => {
       expect(err.code).toBe(Code.InvalidArgument);
       return fieldViolations(err).map((v) => v.field);
     };
-    const before = rowCounts();
+    const before = await rowCounts();
     expect(await fields({ customerId, lines: [{ productId: kopi, quantity: 0 }] })).toEqual(["lines[0].quantity"]);
     expect(await fields({ customerId, lines: [{ productId: kopi, quantity: -3 }] })).toEqual(["lines[0].quantity"]);
     expect(await fields({ customerId, lines: [{ productId: kopi, quantity: 10_001 }] })).toEqual(["lines[0].quantity"]);
@@ -191,7 +184,7 @@ describe("orders contract", () => {
     // One line per product: a repeat is rejected, not merged.
     expect(await fields({ customerId, lines: [{ productId: kopi, quantity: 1 }, { productId: teh, quantity: 1 }, { productId: kopi, quantity: 2 }] })).toEqual(["lines[2].productId"]);
     expect(await fields({ customerId, lines: [{ productId: kopi, quantity: 1 }], idempotencyKey: "k".repeat(201) })).toEqual(["idempotencyKey"]);
-    expect(rowCounts()).toEqual(before);
+    expect(await rowCounts()).toEqual(before);
   });
 
   it("answers NotFound order-not-found for an unknown id", async () => {
@@ -252,18 +245,18 @@ describe("orders contract", () => {
     });
 
     it("answers 400 naming Idempotency-Key when it is empty or longer than 200 characters", async () => {
-      const before = rowCounts();
+      const before = await rowCounts();
       for (const key of ["", "k".repeat(201)]) {
         const res = await post(JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1 }] }), { "Idempotency-Key": key });
         expect(res.status).toBe(400);
         expect(fields(await json(res))).toEqual(["Idempotency-Key"]);
       }
       expect((await post(JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1 }] }), { "Idempotency-Key": "k".repeat(200) })).status).toBe(202);
-      expect(rowCounts().orders).toBe(before.orders + 1);
+      expect((await rowCounts()).orders).toBe(before.orders + 1);
     });
 
     it("answers 400 naming the field for malformed JSON, wrong types and bad quantities, writing nothing", async () => {
-      const before = rowCounts();
+      const before = await rowCounts();
       const cases: Array<[string, string[]]> = [
         ["{not json", ["(body)"]],
         ["[]", ["(body)"]],
@@ -283,7 +276,7 @@ describe("orders contract", () => {
         expect(err.code, body).toBe("invalid_argument");
         expect(fields(err), body).toEqual(expected);
       }
-      expect(rowCounts()).toEqual(before);
+      expect(await rowCounts()).toEqual(before);
     });
 
     it("answers 400 with the reason and the field for an unknown customer or product", async () => {
@@ -299,13 +292,13 @@ describe("orders contract", () => {
     });
 
     it("rejects a body over http.maxBodyBytes with 413 in the one error shape, writing nothing", async () => {
-      const before = rowCounts();
+      const before = await rowCounts();
       const filler = "x".repeat(t.platform.config.http.maxBodyBytes);
       const res = await post(JSON.stringify({ customerId, lines: [{ productId: kopi, quantity: 1 }], filler }));
       expect(res.status).toBe(413);
       expect(res.headers.get("content-type")).toMatch(/application\/json/);
       expect((await json(res)).code).toBe("resource_exhausted");
-      expect(rowCounts()).toEqual(before);
+      expect(await rowCounts()).toEqual(before);
     });
 
     it("answers 404 order-not-found for an unknown id", async () => {

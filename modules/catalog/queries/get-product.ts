@@ -5,13 +5,13 @@ import type { Product } from "../domain/product.ts";
 import { productStore } from "../db/store.ts";
 
 /** One product, or NotFound (`product-not-found`). */
-export function getProduct(storage: ModuleStorage, id: string): Product {
-  const p = productStore.byId(storage.db, id);
+export async function getProduct(storage: ModuleStorage, id: string): Promise<Product> {
+  const p = await productStore.byId(storage, id);
   if (!p) throw domainError(Code.NotFound, "product-not-found", `product ${id} does not exist`, "catalog", { productId: id });
   return p;
 }
 
 /** The products that exist among `ids` (each once); unknown ids are left out. */
-export function getProducts(storage: ModuleStorage, ids: readonly string[]): Product[] {
-  return productStore.byIds(storage.db, [...new Set(ids)]);
+export function getProducts(storage: ModuleStorage, ids: readonly string[]): Promise<Product[]> {
+  return productStore.byIds(storage, [...new Set(ids)]);
 }

@@ -9,14 +9,15 @@ import type { RegisterCustomerInput } from "./inputs.ts";
 
 /**
  * Registers a customer and publishes CustomerRegistered, atomically. An email already used by
- * another customer, in any letter case, is AlreadyExists (`email-taken`).
+ * another customer, in any letter case, is AlreadyExists (`email-taken`): the customer is built
+ * first, so the unique column compares the normalised email, and the constraint decides races.
  */
 export async function registerCustomer(storage: ModuleStorage, input: RegisterCustomerInput): Promise<Customer> {
+  const customer = newCustomer({ id: newId(), ...input, now: Date.now() });
   return storage.transact((tx) => {
-    // Built first so the uniqueness check sees the normalised email, the form the column holds.
-    const customer = newCustomer({ id: newId(), ...input, now: Date.now() });
-    if (customerStore.byEmail(tx.db, customer.email)) throw domainError(Code.AlreadyExists, "email-taken", `email ${customer.email} is already used by another customer`, "customers", { email: customer.email });
-    customerStore.insert(tx.db, customer);
+    customerStore.insert(tx, customer, {
+      ifDuplicate: () => domainError(Code.AlreadyExists, "email-taken", `email ${customer.email} is already used by another customer`, "customers", { email: customer.email }),
+    });
     customerRegistered(tx, customer);
     return customer;
   });

@@ -1,26 +1,24 @@
 import { eq, sql } from "drizzle-orm";
-import type { SqliteDb } from "../../../platform/module.ts";
-import { preparedQuery } from "../../../platform/storage/prepared.ts";
+import type { ModuleStorage, Tx } from "../../../platform/module.ts";
+import { statementsFor, type WriteChecks } from "../../../platform/storage/statements.ts";
 import type { Customer } from "../domain/customer.ts";
-import { customers } from "./schema.ts";
+import * as postgres from "./schema.pg.ts";
+import * as sqlite from "./schema.ts";
 
 const p = sql.placeholder;
-const byId = preparedQuery((db) => db.select().from(customers).where(eq(customers.id, p("id"))).prepare());
-const byEmail = preparedQuery((db) => db.select().from(customers).where(eq(customers.email, p("email"))).prepare());
-const insert = preparedQuery((db) =>
-  db.insert(customers).values({ id: p("id"), email: p("email"), name: p("name"), creditLimitCents: p("creditLimitCents"), createdAt: p("createdAt") }).prepare(),
+const q = statementsFor({ sqlite, postgres });
+const byId = q.read<Customer>((db, t) => db.select().from(t.customers).where(eq(t.customers.id, p("id"))));
+const insert = q.write((db, t) =>
+  db.insert(t.customers).values({ id: p("id"), email: p("email"), name: p("name"), creditLimitCents: p("creditLimitCents"), createdAt: p("createdAt") }),
 );
 
-/** Reads and writes of the customers table. Writes take the transaction's db. */
+/** Reads and writes of the customers table. Reads take the storage, writes the transaction. */
 export const customerStore = {
-  byId(db: SqliteDb, id: string): Customer | undefined {
-    return byId(db).get({ id });
+  async byId(storage: ModuleStorage, id: string): Promise<Customer | undefined> {
+    return (await storage.read(byId, { id }))[0];
   },
-  /** `email` must already be normalised (`normalizeEmail`): the column holds only that form. */
-  byEmail(db: SqliteDb, email: string): Customer | undefined {
-    return byEmail(db).get({ email });
-  },
-  insert(db: SqliteDb, c: Customer): void {
-    insert(db).run({ ...c });
+  /** `c.email` must already be normalised (`normalizeEmail`): the unique column holds only that form. `checks.ifDuplicate`: the email is taken. */
+  insert(tx: Tx, c: Customer, checks?: WriteChecks): void {
+    tx.write(insert, { ...c }, checks);
   },
 };

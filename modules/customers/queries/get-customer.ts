@@ -5,8 +5,8 @@ import type { Customer } from "../domain/customer.ts";
 import { customerStore } from "../db/store.ts";
 
 /** One customer, or NotFound (`customer-not-found`). */
-export function getCustomer(storage: ModuleStorage, id: string): Customer {
-  const c = customerStore.byId(storage.db, id);
+export async function getCustomer(storage: ModuleStorage, id: string): Promise<Customer> {
+  const c = await customerStore.byId(storage, id);
   if (!c) throw domainError(Code.NotFound, "customer-not-found", `customer ${id} does not exist`, "customers", { customerId: id });
   return c;
 }

@@ -1,35 +1,64 @@
 import { and, desc, eq, sql } from "drizzle-orm";
-import type { SqliteDb } from "../../../platform/module.ts";
-import { preparedQuery } from "../../../platform/storage/prepared.ts";
+import type { ModuleStorage, Tx } from "../../../platform/module.ts";
+import { statementsFor } from "../../../platform/storage/statements.ts";
 import type { CustomerName, HistoryLine, HistoryOrder, OrderStatus, PlacedOrder, ProductName } from "../domain/order-history.ts";
-import { customers, orderLines, orders, products } from "./schema.ts";
+import * as postgres from "./schema.pg.ts";
+import * as sqlite from "./schema.ts";
 
 const p = sql.placeholder;
-const putCustomer = preparedQuery((db) => db.insert(customers).values({ id: p("id"), name: p("name") }).onConflictDoNothing().prepare());
-const putProduct = preparedQuery((db) =>
+const q = statementsFor({ sqlite, postgres });
+const putCustomer = q.write((db, t) => db.insert(t.customers).values({ id: p("id"), name: p("name") }).onConflictDoNothing());
+const putProduct = q.write((db, t) =>
   db
-    .insert(products)
+    .insert(t.products)
     .values({ id: p("id"), name: p("name"), version: p("version") })
     .onConflictDoUpdate({
-      target: products.id,
+      target: t.products.id,
       set: { name: sql`excluded.name`, version: sql`excluded.version` },
-      setWhere: sql`excluded.version > ${products.version}`,
-    })
-    .prepare(),
+      setWhere: sql`excluded.version > ${t.products.version}`,
+    }),
 );
-const addOrder = preparedQuery((db) =>
+const addOrder = q.write((db, t) =>
   db
-    .insert(orders)
+    .insert(t.orders)
     .values({ id: p("id"), customerId: p("customerId"), status: p("status"), totalCents: p("totalCents"), createdAt: p("createdAt"), lastEventAt: p("lastEventAt") })
-    .onConflictDoNothing()
-    .prepare(),
+    .onConflictDoNothing(),
 );
-const addLine = preparedQuery((db) =>
+const addLine = q.write((db, t) =>
   db
-    .insert(orderLines)
+    .insert(t.orderLines)
     .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents") })
-    .onConflictDoNothing()
-    .prepare(),
+    .onConflictDoNothing(),
+);
+const setStatus = q.write((db, t) => db.update(t.orders).set({ status: sql`${p("status")}`, lastEventAt: sql`${p("at")}` }).where(eq(t.orders.id, p("id"))));
+const ordersOf = q.read<Omit<HistoryOrder, "lines">>((db, t) =>
+  db
+    .select({
+      id: t.orders.id,
+      customerId: t.orders.customerId,
+      customerName: sql<string>`coalesce(${t.customers.name}, '')`,
+      status: sql<OrderStatus>`${t.orders.status}`,
+      totalCents: t.orders.totalCents,
+      createdAt: t.orders.createdAt,
+    })
+    .from(t.orders)
+    .leftJoin(t.customers, eq(t.customers.id, t.orders.customerId))
+    .where(eq(t.orders.customerId, p("customerId")))
+    .orderBy(desc(t.orders.createdAt), desc(t.orders.id)),
+);
+const linesOf = q.read<HistoryLine & { orderId: string; lineNo: number }>((db, t) =>
+  db
+    .select({
+      orderId: t.orderLines.orderId,
+      lineNo: t.orderLines.lineNo,
+      productId: t.orderLines.productId,
+      productName: sql<string>`coalesce(${t.products.name}, '')`,
+      quantity: t.orderLines.quantity,
+      unitPriceCents: t.orderLines.unitPriceCents,
+    })
+    .from(t.orderLines)
+    .innerJoin(t.orders, and(eq(t.orders.id, t.orderLines.orderId), eq(t.orders.customerId, p("customerId"))))
+    .leftJoin(t.products, eq(t.products.id, t.orderLines.productId)),
 );
 
 /**
@@ -38,59 +67,33 @@ const addLine = preparedQuery((db) =>
  */
 export const historyStore = {
   /** First registration wins: a later rename event would update, never a replayed registration. */
-  putCustomer(db: SqliteDb, c: CustomerName): void {
-    putCustomer(db).run({ id: c.id, name: c.name });
+  putCustomer(tx: Tx, c: CustomerName): void {
+    tx.write(putCustomer, { id: c.id, name: c.name });
   },
 
   /** Inserts the product, or renames it when `p.version` is newer than the stored version. */
-  putProduct(db: SqliteDb, product: ProductName): void {
-    putProduct(db).run({ id: product.id, name: product.name, version: product.version });
+  putProduct(tx: Tx, product: ProductName): void {
+    tx.write(putProduct, { id: product.id, name: product.name, version: product.version });
   },
 
   /** Records a placed order and its lines, once. */
-  addOrder(db: SqliteDb, o: PlacedOrder, status: OrderStatus, at: number): void {
-    addOrder(db).run({ id: o.id, customerId: o.customerId, status, totalCents: o.totalCents, createdAt: o.createdAt, lastEventAt: at });
-    const line = addLine(db);
-    o.lines.forEach((l, lineNo) => line.run({ orderId: o.id, lineNo, productId: l.productId, quantity: l.quantity, unitPriceCents: l.unitPriceCents }));
+  addOrder(tx: Tx, o: PlacedOrder, status: OrderStatus, at: number): void {
+    tx.write(addOrder, { id: o.id, customerId: o.customerId, status, totalCents: o.totalCents, createdAt: o.createdAt, lastEventAt: at });
+    o.lines.forEach((l, lineNo) => tx.write(addLine, { orderId: o.id, lineNo, productId: l.productId, quantity: l.quantity, unitPriceCents: l.unitPriceCents }));
   },
 
   /** Moves an order to `status`; the hook for OrderConfirmed/OrderCancelled handlers. */
-  setStatus(db: SqliteDb, orderId: string, status: OrderStatus, at: number): void {
-    db.update(orders).set({ status, lastEventAt: at }).where(eq(orders.id, orderId)).run();
+  setStatus(tx: Tx, orderId: string, status: OrderStatus, at: number): void {
+    tx.write(setStatus, { id: orderId, status, at });
   },
 
   /** A customer's orders newest first (ties by id), with the customer's name or "". */
-  ordersOf(db: SqliteDb, customerId: string): Omit<HistoryOrder, "lines">[] {
-    return db
-      .select({
-        id: orders.id,
-        customerId: orders.customerId,
-        customerName: sql<string>`coalesce(${customers.name}, '')`,
-        status: sql<OrderStatus>`${orders.status}`,
-        totalCents: orders.totalCents,
-        createdAt: orders.createdAt,
-      })
-      .from(orders)
-      .leftJoin(customers, eq(customers.id, orders.customerId))
-      .where(eq(orders.customerId, customerId))
-      .orderBy(desc(orders.createdAt), desc(orders.id))
-      .all();
+  ordersOf(storage: ModuleStorage, customerId: string): Promise<Omit<HistoryOrder, "lines">[]> {
+    return storage.read(ordersOf, { customerId });
   },
 
   /** Every line of a customer's orders, with product names or "". */
-  linesOf(db: SqliteDb, customerId: string): (HistoryLine & { orderId: string; lineNo: number })[] {
-    return db
-      .select({
-        orderId: orderLines.orderId,
-        lineNo: orderLines.lineNo,
-        productId: orderLines.productId,
-        productName: sql<string>`coalesce(${products.name}, '')`,
-        quantity: orderLines.quantity,
-        unitPriceCents: orderLines.unitPriceCents,
-      })
-      .from(orderLines)
-      .innerJoin(orders, and(eq(orders.id, orderLines.orderId), eq(orders.customerId, customerId)))
-      .leftJoin(products, eq(products.id, orderLines.productId))
-      .all();
+  linesOf(storage: ModuleStorage, customerId: string): Promise<(HistoryLine & { orderId: string; lineNo: number })[]> {
+    return storage.read(linesOf, { customerId });
   },
 };

@@ -21,14 +21,14 @@ function placedOrder(e: OrderCreated, meta: EventMeta): PlacedOrder {
  * The read model's only input. Events of different aggregates arrive in any order, so each
  * handler writes just its own facts (ids, names) and the query joins them. The platform runs
  * each handler in one transaction with the inbox entry of the event. A new status event is one
- * more line here: `on(OrderConfirmedSchema, (e, m, tx) => historyStore.setStatus(tx.db, e.orderId, "CONFIRMED", m.occurredAt))`.
+ * more line here: `on(OrderConfirmedSchema, (e, m, tx) => historyStore.setStatus(tx, e.orderId, "CONFIRMED", m.occurredAt))`.
  */
 export const projection: SubscriptionSpec = {
   name: "projection",
   handlers: [
-    on(CustomerRegisteredSchema, (e, _meta, tx) => historyStore.putCustomer(tx.db, { id: e.customerId, name: e.name })),
-    on(ProductCreatedSchema, (e, _meta, tx) => historyStore.putProduct(tx.db, { id: e.productId, name: e.name, version: 1 })),
-    on(ProductUpdatedSchema, (e, _meta, tx) => historyStore.putProduct(tx.db, { id: e.productId, name: e.name, version: Number(e.version) })),
-    on(OrderCreatedSchema, (e, meta, tx) => historyStore.addOrder(tx.db, placedOrder(e, meta), INITIAL_STATUS, meta.occurredAt)),
+    on(CustomerRegisteredSchema, (e, _meta, tx) => historyStore.putCustomer(tx, { id: e.customerId, name: e.name })),
+    on(ProductCreatedSchema, (e, _meta, tx) => historyStore.putProduct(tx, { id: e.productId, name: e.name, version: 1 })),
+    on(ProductUpdatedSchema, (e, _meta, tx) => historyStore.putProduct(tx, { id: e.productId, name: e.name, version: Number(e.version) })),
+    on(OrderCreatedSchema, (e, meta, tx) => historyStore.addOrder(tx, placedOrder(e, meta), INITIAL_STATUS, meta.occurredAt)),
   ],
 };

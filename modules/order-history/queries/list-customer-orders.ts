@@ -5,10 +5,11 @@ import { historyStore } from "../db/store.ts";
 /**
  * A customer's orders, newest first, with customer and product names ("" while a name's event has
  * not arrived yet). An unknown customer has no orders. Two indexed queries whatever the number
- * of orders; both run synchronously back to back, so no projection write can land between them.
+ * of orders. Orders are read first: an order and its lines commit together, so every order read
+ * has its lines in the second read; lines of an order that committed in between are ignored.
  */
-export function listCustomerOrders(storage: ModuleStorage, customerId: string): HistoryOrder[] {
-  const orders = historyStore.ordersOf(storage.db, customerId);
+export async function listCustomerOrders(storage: ModuleStorage, customerId: string): Promise<HistoryOrder[]> {
+  const orders = await historyStore.ordersOf(storage, customerId);
   if (orders.length === 0) return [];
-  return assembleHistory(orders, historyStore.linesOf(storage.db, customerId));
+  return assembleHistory(orders, await historyStore.linesOf(storage, customerId));
 }

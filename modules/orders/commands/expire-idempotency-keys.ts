@@ -1,7 +1,7 @@
 import type { ModuleStorage } from "../../../platform/module.ts";
 import { idempotencyStore } from "../db/store.ts";
 
-/** Forgets idempotency keys first used before `before` (ms); returns how many. */
-export function expireIdempotencyKeys(storage: ModuleStorage, before: number): Promise<number> {
-  return storage.transact((tx) => idempotencyStore.deleteOlderThan(tx.db, before));
+/** Forgets idempotency keys first used before `before` (ms). */
+export function expireIdempotencyKeys(storage: ModuleStorage, before: number): Promise<void> {
+  return storage.transact((tx) => idempotencyStore.deleteOlderThan(tx, before));
 }

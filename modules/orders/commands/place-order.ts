@@ -3,7 +3,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { CatalogService } from "../../../gen/catalog/v1/catalog_pb.ts";
 import type { CustomerService } from "../../../gen/customers/v1/customers_pb.ts";
 import { newId } from "../../../platform/ids.ts";
-import type { ModuleStorage, SqliteDb } from "../../../platform/module.ts";
+import type { ModuleStorage } from "../../../platform/module.ts";
 import { domainError, invalidArgument, type FieldViolation } from "../../../platform/rpc/errors.ts";
 import { newOrder, priceLines, requestFingerprint, type Order } from "../domain/order.ts";
 import { idempotencyStore, orderStore } from "../db/store.ts";
@@ -25,17 +25,18 @@ export interface PlaceOrderResult {
 
 /**
  * Places an order: looks the customer and the products up (every await happens here, before the
- * transaction), prices the lines, then in one transaction records the idempotency key, inserts
- * the PENDING order and writes OrderCreated to the outbox.
+ * transaction), prices the lines, then in one transaction inserts the PENDING order, records the
+ * idempotency key and writes OrderCreated to the outbox.
  *
  * With an idempotency key, the same key and request return the first order (`replayed`), and the
  * same key with another request fails with AlreadyExists (`idempotency-key-reused`). The key is
- * checked once cheaply up front (a replay needs neither catalog nor customers) and again inside
- * the transaction, which is what makes two concurrent requests with one key place one order.
+ * checked once cheaply up front (a replay needs neither catalog nor customers); the key's primary
+ * key decides between two concurrent requests: the loser's transaction rolls back, and it answers
+ * with the winner's order.
  */
 export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, idempotencyKey?: string): Promise<PlaceOrderResult> {
   const key = idempotencyKey === undefined ? undefined : { key: idempotencyKey, requestHash: requestHash(input) };
-  const early = key && replay(deps.storage.db, key.key, key.requestHash);
+  const early = key && (await replay(deps.storage, key.key, key.requestHash));
   if (early) return early;
 
   const prices = await lookUp(deps, input);
@@ -50,17 +51,24 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, i
   const now = Date.now();
   const order = newOrder({ id: newId(), customerId: input.customerId, lines: pricing.lines, totalCents: pricing.totalCents, now });
 
-  return deps.storage.transact((tx) => {
-    if (key) {
-      const earlier = replay(tx.db, key.key, key.requestHash);
-      if (earlier) return earlier;
-    }
-    orderStore.insert(tx.db, order);
-    if (key) idempotencyStore.insert(tx.db, { ...key, orderId: order.id, createdAt: now });
-    orderCreated(tx, order);
-    return { order, replayed: false };
-  });
+  try {
+    return await deps.storage.transact((tx) => {
+      orderStore.insert(tx, order);
+      if (key) idempotencyStore.insert(tx, { ...key, orderId: order.id, createdAt: now }, { ifDuplicate: () => new KeyTaken() });
+      orderCreated(tx, order);
+      return { order, replayed: false };
+    });
+  } catch (err) {
+    if (!(err instanceof KeyTaken)) throw err;
+    // A concurrent request with the same key committed first (its row is visible now).
+    const earlier = await replay(deps.storage, key!.key, key!.requestHash);
+    if (!earlier) throw new Error(`idempotency key ${key!.key} was taken but is not readable`);
+    return earlier;
+  }
 }
+
+/** The idempotency key was recorded by a concurrent request between the early check and the commit. */
+class KeyTaken extends Error {}
 
 /** A stable hash of the normalised request, stored with the idempotency key. */
 function requestHash(input: PlaceOrderInput): string {
@@ -68,13 +76,13 @@ function requestHash(input: PlaceOrderInput): string {
 }
 
 /** The order an earlier request with `key` placed, if any; AlreadyExists if that request differed. */
-function replay(db: SqliteDb, key: string, hash: string): PlaceOrderResult | undefined {
-  const earlier = idempotencyStore.byKey(db, key);
+async function replay(storage: ModuleStorage, key: string, hash: string): Promise<PlaceOrderResult | undefined> {
+  const earlier = await idempotencyStore.byKey(storage, key);
   if (!earlier) return undefined;
   if (earlier.requestHash !== hash) {
     throw domainError(Code.AlreadyExists, "idempotency-key-reused", "this idempotency key was already used with a different request", "orders");
   }
-  const order = orderStore.byId(db, earlier.orderId);
+  const order = await orderStore.byId(storage, earlier.orderId);
   // The foreign key makes this impossible; fail loudly rather than place a second order.
   if (!order) throw new Error(`idempotency key points at missing order ${earlier.orderId}`);
   return { order, replayed: true };

@@ -1,8 +1,9 @@
 import { asc, eq, lt, sql } from "drizzle-orm";
-import type { SqliteDb } from "../../../platform/module.ts";
-import { preparedQuery } from "../../../platform/storage/prepared.ts";
-import type { Order } from "../domain/order.ts";
-import { idempotencyKeys, orderLines, orders } from "./schema.ts";
+import type { ModuleStorage, Tx } from "../../../platform/module.ts";
+import { statementsFor, type WriteChecks } from "../../../platform/storage/statements.ts";
+import type { Order, OrderLine } from "../domain/order.ts";
+import * as postgres from "./schema.pg.ts";
+import * as sqlite from "./schema.ts";
 
 /** An idempotency key as stored. */
 export interface IdempotencyRecord {
@@ -13,58 +14,56 @@ export interface IdempotencyRecord {
 }
 
 const p = sql.placeholder;
-const orderById = preparedQuery((db) => db.select().from(orders).where(eq(orders.id, p("id"))).prepare());
-const linesOf = preparedQuery((db) =>
+const q = statementsFor({ sqlite, postgres });
+const orderById = q.read<Omit<Order, "lines">>((db, t) => db.select().from(t.orders).where(eq(t.orders.id, p("id"))));
+const linesOf = q.read<OrderLine>((db, t) =>
   db
-    .select({ productId: orderLines.productId, quantity: orderLines.quantity, unitPriceCents: orderLines.unitPriceCents, lineTotalCents: orderLines.lineTotalCents })
-    .from(orderLines)
-    .where(eq(orderLines.orderId, p("id")))
-    .orderBy(asc(orderLines.lineNo))
-    .prepare(),
+    .select({ productId: t.orderLines.productId, quantity: t.orderLines.quantity, unitPriceCents: t.orderLines.unitPriceCents, lineTotalCents: t.orderLines.lineTotalCents })
+    .from(t.orderLines)
+    .where(eq(t.orderLines.orderId, p("id")))
+    .orderBy(asc(t.orderLines.lineNo)),
 );
-const insertOrder = preparedQuery((db) =>
+const insertOrder = q.write((db, t) =>
   db
-    .insert(orders)
-    .values({ id: p("id"), customerId: p("customerId"), status: p("status"), totalCents: p("totalCents"), reason: p("reason"), createdAt: p("createdAt"), updatedAt: p("updatedAt") })
-    .prepare(),
+    .insert(t.orders)
+    .values({ id: p("id"), customerId: p("customerId"), status: p("status"), totalCents: p("totalCents"), reason: p("reason"), createdAt: p("createdAt"), updatedAt: p("updatedAt") }),
 );
-const insertLine = preparedQuery((db) =>
+const insertLine = q.write((db, t) =>
   db
-    .insert(orderLines)
-    .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents"), lineTotalCents: p("lineTotalCents") })
-    .prepare(),
+    .insert(t.orderLines)
+    .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents"), lineTotalCents: p("lineTotalCents") }),
 );
-const keyByKey = preparedQuery((db) => db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, p("key"))).prepare());
-const deleteKeysBefore = preparedQuery((db) => db.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, p("before"))).prepare());
-const insertKey = preparedQuery((db) =>
-  db.insert(idempotencyKeys).values({ key: p("key"), requestHash: p("requestHash"), orderId: p("orderId"), createdAt: p("createdAt") }).prepare(),
+const keyByKey = q.read<IdempotencyRecord>((db, t) => db.select().from(t.idempotencyKeys).where(eq(t.idempotencyKeys.key, p("key"))));
+const deleteKeysBefore = q.write((db, t) => db.delete(t.idempotencyKeys).where(lt(t.idempotencyKeys.createdAt, p("before"))));
+const insertKey = q.write((db, t) =>
+  db.insert(t.idempotencyKeys).values({ key: p("key"), requestHash: p("requestHash"), orderId: p("orderId"), createdAt: p("createdAt") }),
 );
 
-/** Reads and writes of the orders tables. Writes take the transaction's db. */
+/** Reads and writes of the orders tables. Reads take the storage, writes the transaction. */
 export const orderStore = {
-  byId(db: SqliteDb, id: string): Order | undefined {
-    const row = orderById(db).get({ id });
+  async byId(storage: ModuleStorage, id: string): Promise<Order | undefined> {
+    const [row] = await storage.read(orderById, { id });
     if (!row) return undefined;
-    return { ...row, lines: linesOf(db).all({ id }) };
+    return { ...row, lines: await storage.read(linesOf, { id }) };
   },
-  insert(db: SqliteDb, o: Order): void {
+  insert(tx: Tx, o: Order): void {
     const { lines, ...row } = o;
-    insertOrder(db).run({ ...row });
-    const line = insertLine(db);
-    lines.forEach((l, lineNo) => line.run({ orderId: o.id, lineNo, ...l }));
+    tx.write(insertOrder, { ...row });
+    lines.forEach((l, lineNo) => tx.write(insertLine, { orderId: o.id, lineNo, ...l }));
   },
 };
 
 /** The idempotency keys table. */
 export const idempotencyStore = {
-  byKey(db: SqliteDb, key: string): IdempotencyRecord | undefined {
-    return keyByKey(db).get({ key });
+  async byKey(storage: ModuleStorage, key: string): Promise<IdempotencyRecord | undefined> {
+    return (await storage.read(keyByKey, { key }))[0];
   },
-  insert(db: SqliteDb, r: IdempotencyRecord): void {
-    insertKey(db).run({ ...r });
+  /** `checks.ifDuplicate`: another request recorded the key first. */
+  insert(tx: Tx, r: IdempotencyRecord, checks?: WriteChecks): void {
+    tx.write(insertKey, { ...r }, checks);
   },
-  /** Deletes keys first used before `before` (ms); returns how many. */
-  deleteOlderThan(db: SqliteDb, before: number): number {
-    return (deleteKeysBefore(db).run({ before }) as { changes: number }).changes;
+  /** Deletes keys first used before `before` (ms). */
+  deleteOlderThan(tx: Tx, before: number): void {
+    tx.write(deleteKeysBefore, { before });
   },
 };

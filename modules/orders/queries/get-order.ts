@@ -5,8 +5,8 @@ import type { Order } from "../domain/order.ts";
 import { orderStore } from "../db/store.ts";
 
 /** One order with its lines, or NotFound (`order-not-found`). */
-export function getOrder(storage: ModuleStorage, id: string): Order {
-  const o = orderStore.byId(storage.db, id);
+export async function getOrder(storage: ModuleStorage, id: string): Promise<Order> {
+  const o = await orderStore.byId(storage, id);
   if (!o) throw domainError(Code.NotFound, "order-not-found", `order ${id} does not exist`, "orders", { orderId: id });
   return o;
 }

@@ -8,6 +8,7 @@ import { ErrorInfoSchema } from "../../../gen/selaras/v1/errors_pb.ts";
 import { deleteStreams, NatsServer, randomPrefix, SHARED_NATS } from "../../../test/support/nats-server.ts";
 import { bootModules, tempDataDir, waitFor } from "../../../test/support/platform.ts";
 import { PlatformConfigSchema } from "../../config/schema.ts";
+import type { SqliteModuleStorage, SqliteTx } from "../../storage/module-storage.ts";
 import { defineModule, on } from "../../module.ts";
 
 const notes = sqliteTable("notes", { eventId: text("event_id").primaryKey(), aggregateId: text("aggregate_id").notNull(), reason: text("reason").notNull(), traceparent: text("traceparent") });
@@ -38,7 +39,7 @@ function modules(runs: Map<string, number>) {
             on(ErrorInfoSchema, (event, meta, tx) => {
               const n = (runs.get(meta.id) ?? 0) + 1;
               runs.set(meta.id, n);
-              tx.db.insert(notes).values({ eventId: meta.id, aggregateId: meta.aggregateId, reason: event.reason, traceparent: meta.headers.traceparent }).run();
+              (tx as SqliteTx).db.insert(notes).values({ eventId: meta.id, aggregateId: meta.aggregateId, reason: event.reason, traceparent: meta.headers.traceparent }).run();
               // After the insert: a failure must roll it back, and the retry write it once.
               if (event.reason === "flaky" && n === 1) throw new Error("flaky handler");
             }),
@@ -82,7 +83,7 @@ describe("platform on NATS JetStream", () => {
         ids.push(...((await res.json()) as { ids: string[] }).ids);
       }
       await t.platform.settle();
-      const reader = t.platform.storage("reader");
+      const reader = t.platform.storage("reader") as SqliteModuleStorage;
       const rows = () => reader.db.select().from(notes).all();
       expect(rows().map((r) => r.eventId).sort()).toEqual([...ids].sort());
       // The request's trace travelled through the outbox and NATS into the consumer.
@@ -97,7 +98,7 @@ describe("platform on NATS JetStream", () => {
       t = await boot(runs);
       const res = await t.platform.fetch(new Request("http://x/test/notes", { method: "POST", body: JSON.stringify({ notes: [{ aggregateId: "agg-0", reason: "later" }] }) }));
       const [later] = ((await res.json()) as { ids: string[] }).ids;
-      await waitFor(() => t.platform.storage("reader").db.select().from(notes).all().length === ids.length + 1, { what: "the later event" });
+      await waitFor(() => (t.platform.storage("reader") as SqliteModuleStorage).db.select().from(notes).all().length === ids.length + 1, { what: "the later event" });
       await t.platform.settle();
       expect(runs.get(later!)).toBe(1);
       // Resumed at the durable position: nothing consumed before the restart ran again.
@@ -135,7 +136,7 @@ describe("platform on NATS JetStream", () => {
       ids.push(await write("after"));
       await t.platform.settle(20_000);
       // Once each, in order of processing (one aggregate).
-      const applied = t.platform.storage("reader").db.all<{ event_id: string }>(sql`SELECT event_id FROM notes ORDER BY rowid`);
+      const applied = (t.platform.storage("reader") as SqliteModuleStorage).db.all<{ event_id: string }>(sql`SELECT event_id FROM notes ORDER BY rowid`);
       expect(applied.map((r) => r.event_id)).toEqual(ids);
       expect([...runs.values()].every((n) => n === 1)).toBe(true);
     } finally {

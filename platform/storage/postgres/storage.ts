@@ -1,0 +1,318 @@
+import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { fillPlaceholders } from "drizzle-orm";
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type { Sql, TransactionSql } from "postgres";
+import { newId, uuidv7Floor } from "../../ids.ts";
+import type { SqliteDb, Tx } from "../../module.ts";
+import { formatTraceparent, type Tracer } from "../../observability/trace.ts";
+import { DuplicateDelivery, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
+import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "../statements.ts";
+import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
+import type { Options } from "postgres";
+
+/** One write of a body, compiled and bound. */
+interface PlannedWrite {
+  readonly text: string;
+  readonly params: unknown[];
+  readonly checks: WriteChecks | undefined;
+}
+
+/** What a body did: its writes and its outbox rows, executed after it returned. */
+interface Plan {
+  readonly writes: PlannedWrite[];
+  readonly events: Array<[string, string, string, Uint8Array, string, number]>;
+}
+
+interface Pending {
+  body: (tx: PlatformTx) => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A body's write failed; `index` says which plan of the batch it belongs to. */
+class PlanFailed extends Error {
+  constructor(
+    readonly index: number,
+    readonly error: Error,
+  ) {
+    super(error.message);
+  }
+}
+
+/** Records a body's writes as a plan; usable only while the body runs. */
+class PgTx implements PlatformTx {
+  readonly dialect = "postgres" as const;
+  readonly plan: Plan = { writes: [], events: [] };
+  open = true;
+
+  constructor(private readonly storage: PgModuleStorage) {}
+
+  #assertOpen(): void {
+    if (!this.open) throw new Error(`module ${this.storage.module}: transaction already ended; do every await before the transaction`);
+  }
+
+  write(statement: WriteStatement, values: StatementValues, checks?: WriteChecks): void {
+    this.#assertOpen();
+    const c = this.storage.compiledWrite(statement);
+    this.plan.writes.push({ text: c.sql, params: fillPlaceholders(c.params, values), checks });
+  }
+
+  publish<D extends DescMessage>(schema: D, aggregateId: string, event: MessageInitShape<D>): string {
+    this.#assertOpen();
+    const id = newId();
+    const trace = this.storage.tracer.current();
+    const headers = trace ? JSON.stringify({ traceparent: formatTraceparent(trace) }) : "{}";
+    this.plan.events.push([id, aggregateId, schema.typeName, toBinary(schema, create(schema, event)), headers, Date.now()]);
+    return id;
+  }
+
+  claim(consumer: string, eventId: string): boolean {
+    this.#assertOpen();
+    this.plan.writes.push({
+      text: "INSERT INTO selaras_inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+      params: [consumer, eventId, Date.now()],
+      checks: { ifUnchanged: () => new DuplicateDelivery(`${consumer} already consumed ${eventId}`) },
+    });
+    return true;
+  }
+}
+
+/** Options of a module's Postgres storage. */
+export interface PgStorageOptions {
+  readonly module: string;
+  /** The module's schema (`search_path` of every connection). */
+  readonly schema: string;
+  /** The module role's pool (`search_path` set to `schema`). */
+  readonly sql: Sql;
+  /** Connection options of the module role, for the relay's leader lease (its own connection). */
+  readonly leaseOptions: Options<{}>;
+  readonly tracer: Tracer;
+  /** Most bodies in one transaction. */
+  readonly maxBatch?: number;
+  /** Told the size of every group commit (bodies per COMMIT), for metrics. */
+  readonly onCommit?: (bodies: number) => void;
+}
+
+/**
+ * One module's storage in its own Postgres schema, under its own role.
+ *
+ * Transaction bodies are synchronous (the same module code runs on SQLite), so a body here
+ * records its writes as a plan. Bodies queued while a transaction is in flight form the next
+ * batch: one transaction, every write of every body pipelined (one round trip), the batch's
+ * outbox rows in one multi-row insert at the end, one COMMIT. When any write fails or a check
+ * fails, the batch rolls back and each body runs again alone, so only the failing one fails.
+ * A caller's promise resolves after COMMIT.
+ */
+export class PgModuleStorage implements PlatformStorage {
+  readonly dialect = "postgres" as const;
+  readonly module: string;
+  readonly schema: string;
+  readonly tracer: Tracer;
+  /** drizzle over the module's pool, for reads. */
+  readonly db: PostgresJsDatabase;
+  readonly #sql: Sql;
+  readonly #opts: PgStorageOptions;
+  readonly #reads: StatementCache<{ execute(v: StatementValues): Promise<unknown[]> }>;
+  readonly #writes: StatementCache<{ sql: string; params: unknown[] }>;
+  #queue: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #closed = false;
+  #lease: RelayLease | undefined;
+  #leaseAbort = new AbortController();
+  readonly #listeners = new Set<() => void>();
+  #unlisten: (() => Promise<void>) | undefined;
+
+  constructor(opts: PgStorageOptions) {
+    this.#opts = opts;
+    this.module = opts.module;
+    this.schema = opts.schema;
+    this.tracer = opts.tracer;
+    this.#sql = opts.sql;
+    this.db = drizzle({ client: opts.sql });
+    const asBuilder = this.db as unknown as SqliteDb;
+    this.#reads = new StatementCache((s) => (s.build(asBuilder, s.tables.postgres, "postgres") as { prepare(name: string): never }).prepare(`${this.module}_read`));
+    this.#writes = new StatementCache((s) => (s.build(asBuilder, s.tables.postgres, "postgres") as { toSQL(): { sql: string; params: unknown[] } }).toSQL());
+  }
+
+  compiledWrite(statement: WriteStatement): { sql: string; params: unknown[] } {
+    return this.#writes.get(statement);
+  }
+
+  async read<Row>(query: ReadQuery<Row>, values: StatementValues = {}): Promise<Row[]> {
+    return (await this.#reads.get(query).execute(values)) as Row[];
+  }
+
+  async queryRaw<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+    let n = 0;
+    const numbered = text.replace(/\?/g, () => `$${++n}`);
+    return [...(await this.#sql.unsafe(numbered, params as never[]))] as Row[];
+  }
+
+  transact<T>(body: (tx: Tx) => T): Promise<T> {
+    return this.transactInternal(body);
+  }
+
+  transactInternal<T>(body: (tx: PlatformTx) => T): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error(`storage of module ${this.module} is closed`));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ body, resolve: resolve as (v: unknown) => void, reject });
+      this.#flushing ??= this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    // Let the current turn of the event loop queue its bodies too.
+    await new Promise<void>((r) => setImmediate(r));
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#opts.maxBatch ?? 256);
+        await this.#runBatch(batch);
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #runBatch(batch: Pending[]): Promise<void> {
+    const ready: Array<{ p: Pending; plan: Plan; value: unknown }> = [];
+    for (const p of batch) {
+      const tx = new PgTx(this);
+      try {
+        const value = p.body(tx);
+        if (value instanceof Promise) {
+          value.catch(() => {});
+          throw new Error(`module ${this.module}: a transaction body must be synchronous (it returned a Promise); do every await before the transaction`);
+        }
+        ready.push({ p, plan: tx.plan, value });
+      } catch (err) {
+        p.reject(err);
+      } finally {
+        tx.open = false;
+      }
+    }
+    if (ready.length === 0) return;
+    try {
+      await this.#execute(ready.map((r) => r.plan));
+      this.#opts.onCommit?.(ready.length);
+      for (const r of ready) r.p.resolve(r.value);
+      return;
+    } catch (err) {
+      if (ready.length === 1) {
+        ready[0]!.p.reject(err instanceof PlanFailed ? err.error : err);
+        return;
+      }
+    }
+    // Some body of the batch failed: each runs alone, so only the failing ones fail.
+    for (const r of ready) {
+      try {
+        await this.#execute([r.plan]);
+        this.#opts.onCommit?.(1);
+        r.p.resolve(r.value);
+      } catch (err) {
+        r.p.reject(err instanceof PlanFailed ? err.error : err);
+      }
+    }
+  }
+
+  /** Runs the plans in one transaction; rejects with `PlanFailed` when a write or check of a plan fails. */
+  async #execute(plans: readonly Plan[]): Promise<void> {
+    await this.#sql.begin(async (t: TransactionSql) => {
+      const pending: Promise<unknown>[] = [];
+      plans.forEach((plan, index) => {
+        for (const w of plan.writes) {
+          pending.push(
+            t.unsafe(w.text, w.params as never[], { prepare: true }).then(
+              (result) => {
+                if (result.count === 0 && w.checks?.ifUnchanged) throw new PlanFailed(index, w.checks.ifUnchanged());
+              },
+              (err: Error) => {
+                throw new PlanFailed(index, w.checks?.ifDuplicate && isUniqueViolation(err) ? w.checks.ifDuplicate() : err);
+              },
+            ),
+          );
+        }
+      });
+      // The outbox last: its insert takes the module's outbox lock (commit order = seq order).
+      const events = plans.flatMap((p) => p.events);
+      if (events.length > 0) {
+        const rows = events.map(([event_id, aggregate_id, type, payload, headers, created_at]) => ({ event_id, aggregate_id, type, payload, headers, created_at }));
+        pending.push(t`INSERT INTO selaras_outbox ${t(rows as never, "event_id", "aggregate_id", "type", "payload", "headers", "created_at")}`);
+      }
+      // Every query is sent before the first answer arrives (pipelined); the first failure
+      // aborts the transaction and rejects here, and the queries after it fail as well.
+      await Promise.all(pending);
+    });
+  }
+
+  async readUnpublished(limit: number): Promise<OutboxRow[]> {
+    const lease = await this.#leader();
+    try {
+      return await lease.readUnpublished(limit);
+    } catch (err) {
+      if (err instanceof RelayLeaseLost) this.#lease = undefined;
+      throw err;
+    }
+  }
+
+  async markPublished(maxSeq: number, at: number): Promise<void> {
+    const lease = await this.#leader();
+    try {
+      await lease.markPublished(maxSeq, at);
+    } catch (err) {
+      if (err instanceof RelayLeaseLost) this.#lease = undefined;
+      throw err;
+    }
+  }
+
+  /** The relay leadership of this module, claimed (waiting as a standby) when not held. */
+  async #leader(): Promise<RelayLease> {
+    if (this.#lease) return this.#lease;
+    const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal });
+    if (!lease) throw new Error(`storage of module ${this.module} is closed`);
+    if (this.#closed) {
+      await lease.release();
+      throw new Error(`storage of module ${this.module} is closed`);
+    }
+    return (this.#lease = lease);
+  }
+
+  onOutboxCommit(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Starts listening for commits with events (from any process) to wake the relay. */
+  async listen(): Promise<void> {
+    this.#unlisten = await listenForOutbox(this.#sql, this.schema, () => {
+      for (const l of this.#listeners) l();
+    });
+  }
+
+  async outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }> {
+    const [row] = await this.#sql<Array<{ n: number; oldest: number | null }>>`
+      SELECT count(*)::int AS n, min(created_at)::float8 AS oldest FROM selaras_outbox WHERE published_at IS NULL`;
+    return { backlog: row?.n ?? 0, oldestCreatedAt: row?.oldest ?? undefined };
+  }
+
+  async prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }> {
+    const outbox = await this.#sql`DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ${outboxBefore}`;
+    const inbox = await this.#sql`DELETE FROM selaras_inbox WHERE event_id < ${uuidv7Floor(inboxBefore)}::uuid`;
+    return { outbox: outbox.count, inbox: inbox.count };
+  }
+
+  async ping(): Promise<void> {
+    await this.#sql`SELECT 1`;
+  }
+
+  /** Waits for queued bodies to commit, gives up the relay lease, closes the pool. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    while (this.#flushing) await this.#flushing;
+    this.#closed = true;
+    this.#leaseAbort.abort();
+    await this.#unlisten?.().catch(() => {});
+    await this.#lease?.release().catch(() => {});
+    this.#lease = undefined;
+    await this.#sql.end({ timeout: 5 });
+  }
+}
