@@ -3,7 +3,7 @@
  * customers, orders and the order-history read model; idempotent order placement; health,
  * readiness and metrics; Connect-RPC on the same port; trace context propagation.
  *
- * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on NATS, the
+ * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on Postgres + NATS, the
  * three processes of config/split.json. Same tests, same assertions: `topo.api` sends each request
  * to the process that serves its path, and process-level checks (health, metrics, settling) look at
  * every process.

@@ -4,7 +4,7 @@
  * shape (`{code, message, details}`) naming the field, and writes nothing: the row count of every
  * table in every SQLite file of the data dir (business tables, outbox, inbox, bus) is unchanged.
  *
- * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on NATS, the
+ * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on Postgres + NATS, the
  * three processes of config/split.json. "The data dir" is then every process's data dir: the
  * fingerprint covers every SQLite file of every process, so a bad request that a process forwarded
  * to another (orders → core over Connect) must not write there either; on NATS it covers the
@@ -12,11 +12,9 @@
  *
  * Bun pass only: see the note in harness.ts.
  */
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../support/platform.ts";
-import { isBun, startTopology, tableCounts, TOPOLOGIES, type Api, type Reply, type RunningTopology } from "./harness.ts";
+import { isBun, startTopology, TOPOLOGIES, type Api, type Reply, type RunningTopology } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
@@ -62,17 +60,10 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("bad input is rejected with a 4xx namin
   const run = Math.random().toString(36).slice(2, 8);
 
   /**
-   * Row counts of every table of every SQLite file in every process's data dir, by `process/file`;
-   * on NATS also the message count of every stream of the topology's prefix (the bus is not a
-   * SQLite file there).
+   * Row counts of every table of every module's storage (SQLite files by `process/file`, Postgres
+   * schemas by name) and, on NATS, the message count of every stream of the topology's prefix.
    */
-  const fingerprint = async () => {
-    const out: Record<string, Record<string, number>> = { "nats streams": await topo.streamCounts() };
-    for (const [name, srv] of Object.entries(topo.processes)) {
-      for (const f of readdirSync(srv.dataDir).filter((f) => f.endsWith(".db")).sort()) out[`${name}/${f}`] = await tableCounts(join(srv.dataDir, f));
-    }
-    return out;
-  };
+  const fingerprint = async () => ({ "nats streams": await topo.streamCounts(), ...(await topo.tableCounts()) });
 
   beforeAll(async () => {
     topo = await startTopology(kind);

@@ -8,12 +8,13 @@
  * test open a module's SQLite file read-only with `bun:sqlite` (see `tableCounts`).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deleteStreams, listStreams, randomPrefix, SHARED_NATS, streamMessageCounts } from "../support/nats-server.ts";
+import { dropPgPrefix, pgConnect, pgStorageConfig } from "../support/postgres.ts";
 
 /** True when vitest itself runs on Bun (`bun --bun vitest`). */
 export const isBun = typeof (process.versions as Record<string, string | undefined>).bun === "string";
@@ -339,6 +340,23 @@ export async function withReadonlyDb<T>(file: string, fn: (db: import("bun:sqlit
 }
 
 /** Row count of every table in a SQLite file, by table name: a fingerprint of "was anything written". */
+/** Row counts of every table of every Postgres schema named `<prefix>_…`, keyed `schema`. */
+export async function pgTableCounts(prefix: string): Promise<Record<string, Record<string, number>>> {
+  const admin = pgConnect();
+  try {
+    const like = `${prefix}\\_%`;
+    const tables = await admin<{ s: string; t: string }[]>`SELECT schemaname AS s, tablename AS t FROM pg_tables WHERE schemaname LIKE ${like} ORDER BY 1, 2`;
+    const out: Record<string, Record<string, number>> = {};
+    for (const { s, t } of tables) {
+      const [row] = await admin.unsafe<{ n: string }[]>(`SELECT count(*) AS n FROM "${s}"."${t}"`);
+      (out[s] ??= {})[t] = Number(row!.n);
+    }
+    return out;
+  } finally {
+    await admin.end();
+  }
+}
+
 export async function tableCounts(file: string): Promise<Record<string, number>> {
   return withReadonlyDb(file, (db) => {
     const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all();
@@ -349,12 +367,13 @@ export async function tableCounts(file: string): Promise<Record<string, number>>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Topologies: the same suites run against one embedded process, one process on NATS, and the
-// three processes of config/split.json on NATS (issue 3: "same tests, same assertions").
+// Topologies: the same suites run against one embedded process, one process on Postgres + NATS
+// (config/single-postgres.json), and the three processes of config/split.json on Postgres + NATS
+// (issue 3: "same tests, same assertions").
 // ---------------------------------------------------------------------------------------------
 
 /** The topologies every contract suite runs in. */
-export const TOPOLOGIES = ["embedded", "nats", "split"] as const;
+export const TOPOLOGIES = ["embedded", "postgres", "split"] as const;
 export type TopologyKind = (typeof TOPOLOGIES)[number];
 
 /** Every module of the platform, as the topology file names them. */
@@ -387,6 +406,8 @@ export interface RunningTopology {
   readonly placement: Readonly<Record<string, string>>;
   /** The bus prefix on NATS (undefined on the embedded bus). */
   readonly natsPrefix?: string;
+  /** The Postgres schema/role prefix (undefined on SQLite). */
+  readonly pgPrefix?: string;
   /** JSON helpers that send each request to the process serving its path (see `moduleOfPath`). */
   readonly api: Api;
   /** The process serving `path`; process-level paths go to the first process. */
@@ -403,6 +424,11 @@ export interface RunningTopology {
   metrics(): Promise<{ text: string; samples: Sample[]; contentTypes: string[]; statuses: number[] }>;
   /** Messages in each of this topology's NATS streams (`{}` on the embedded bus, whose log is a SQLite table). */
   streamCounts(): Promise<Record<string, number>>;
+  /**
+   * Row counts of every table of every module's storage, keyed `where/table`: each SQLite file in
+   * each process's data dir, or each Postgres schema of this topology.
+   */
+  tableCounts(): Promise<Record<string, Record<string, number>>>;
   /** Stops every process, deletes temp dirs and the NATS streams of this topology's prefix. */
   stop(): Promise<void>;
 }
@@ -410,31 +436,40 @@ export interface RunningTopology {
 /**
  * Starts `kind` once (call in `beforeAll`, stop in `afterAll`):
  * - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus (the default);
- * - `nats`: one process, `--set bus.kind=nats` on the shared NATS with a random prefix;
- * - `split`: the three processes of `config/split.json`, written to a temp file with free ports,
- *   temp data dirs and a random prefix.
+ * - `postgres`: `config/single-postgres.json`, one process on the test Postgres and the shared NATS;
+ * - `split`: the three processes of `config/split.json` on the test Postgres and the shared NATS.
+ * Config files are written to a temp file with free ports, temp data dirs, the test Postgres URL
+ * and a random schema and stream prefix, all dropped by `stop()`.
  * @example const t = await startTopology("split"); await t.api.post("/api/v1/orders", {...}); await t.stop();
  */
-export async function startTopology(kind: TopologyKind): Promise<RunningTopology> {
+export async function startTopology(kind: TopologyKind, opts: { nats?: string } = {}): Promise<RunningTopology> {
   const pool = serverPool();
+  const natsServers = opts.nats ?? SHARED_NATS;
   const natsPrefix = kind === "embedded" ? undefined : randomPrefix();
+  // Postgres identifiers: the NATS prefix is already lower-case letters and digits.
+  const pgPrefix = natsPrefix;
   const processes: Record<string, RunningServer> = {};
   const placement: Record<string, string> = {};
   const cleanup = async () => {
     await pool.dispose();
+    if (pgPrefix) await dropPgPrefix(pgPrefix);
     if (!natsPrefix) return;
-    await deleteStreams(SHARED_NATS, natsPrefix);
-    const left = await listStreams(SHARED_NATS, natsPrefix);
+    await deleteStreams(natsServers, natsPrefix);
+    const left = await listStreams(natsServers, natsPrefix);
     if (left.length > 0) throw new Error(`NATS streams left behind for prefix ${natsPrefix}: ${left.join(", ")}`);
   };
   try {
-    if (kind !== "split") {
-      const nats = natsPrefix ? ["--set", "bus.kind=nats", "--set", `bus.nats.prefix=${natsPrefix}`, "--set", `bus.nats.servers=${JSON.stringify([SHARED_NATS])}`] : [];
-      processes.all = await pool.start({ args: nats });
+    if (kind === "embedded") {
+      processes.all = await pool.start({});
       for (const m of ALL_MODULES) placement[m] = "all";
     } else {
-      type SplitFile = { bus: { nats: Record<string, unknown> }; topology: { processes: Record<string, { modules: string[]; port: number; url: string; dataDir: string }> } };
-      const topology = JSON.parse(readFileSync(join(repoRoot, "config/split.json"), "utf8")) as SplitFile;
+      type TopologyFile = {
+        bus: { nats: Record<string, unknown> };
+        storage: Record<string, unknown>;
+        topology: { processes: Record<string, { modules: string[]; port: number; url: string; dataDir: string }> };
+      };
+      const source = kind === "split" ? "config/split.json" : "config/single-postgres.json";
+      const topology = JSON.parse(readFileSync(join(repoRoot, source), "utf8")) as TopologyFile;
       const dirs: Record<string, string> = {};
       for (const [name, p] of Object.entries(topology.topology.processes)) {
         const port = await freePort();
@@ -442,15 +477,16 @@ export async function startTopology(kind: TopologyKind): Promise<RunningTopology
         Object.assign(p, { port, url: `http://127.0.0.1:${port}`, dataDir: dirs[name] });
         for (const m of p.modules) placement[m] = name;
       }
-      topology.bus.nats = { ...topology.bus.nats, servers: [SHARED_NATS], prefix: natsPrefix };
-      const file = join(pool.dir(), "split.json");
+      topology.bus.nats = { ...topology.bus.nats, servers: [natsServers], prefix: natsPrefix };
+      topology.storage = pgStorageConfig(pgPrefix!);
+      const file = join(pool.dir(), "topology.json");
       writeFileSync(file, JSON.stringify(topology, null, 2));
       const names = Object.keys(topology.topology.processes);
       const started = await Promise.all(names.map((name) => pool.start({ dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name] })));
       names.forEach((name, i) => (processes[name] = started[i]!));
     }
     // The NATS topologies must really be on NATS under this run's prefix: start-up created its streams.
-    if (natsPrefix && (await listStreams(SHARED_NATS, natsPrefix)).length === 0) throw new Error(`${kind} topology: no NATS stream with prefix ${natsPrefix} after start-up`);
+    if (natsPrefix && (await listStreams(natsServers, natsPrefix)).length === 0) throw new Error(`${kind} topology: no NATS stream with prefix ${natsPrefix} after start-up`);
   } catch (err) {
     await cleanup().catch(() => {});
     throw err;
@@ -478,6 +514,7 @@ export async function startTopology(kind: TopologyKind): Promise<RunningTopology
     processes,
     placement,
     natsPrefix,
+    pgPrefix,
     api: routedApi,
     serverFor,
     urlFor,
@@ -499,7 +536,15 @@ export async function startTopology(kind: TopologyKind): Promise<RunningTopology
       }
       return { text: texts.join("\n"), samples, contentTypes, statuses };
     },
-    streamCounts: async () => (natsPrefix ? streamMessageCounts(SHARED_NATS, natsPrefix) : {}),
+    streamCounts: async () => (natsPrefix ? streamMessageCounts(natsServers, natsPrefix) : {}),
+    async tableCounts() {
+      const out: Record<string, Record<string, number>> = {};
+      for (const [name, srv] of Object.entries(processes)) {
+        for (const f of readdirSync(srv.dataDir).filter((f) => f.endsWith(".db")).sort()) out[`${name}/${f}`] = await tableCounts(join(srv.dataDir, f));
+      }
+      if (pgPrefix) Object.assign(out, await pgTableCounts(pgPrefix));
+      return out;
+    },
     stop: cleanup,
   };
 }

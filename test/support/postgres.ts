@@ -42,3 +42,22 @@ export async function dropPg(admin: Sql, schemas: readonly string[], roles: read
     await admin.unsafe(`DROP OWNED BY "${r}"; DROP ROLE "${r}"`);
   }
 }
+
+/** Drops every schema and role named `<prefix>_…` (a test topology's modules), sessions first. */
+export async function dropPgPrefix(prefix: string): Promise<void> {
+  if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new Error(`not a test prefix: ${prefix}`);
+  const admin = pgConnect();
+  try {
+    const like = `${prefix.replace(/_/g, "\\_")}\\_%`;
+    const schemas = (await admin<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`).map((r) => r.n);
+    const roles = (await admin<{ n: string }[]>`SELECT rolname AS n FROM pg_roles WHERE rolname LIKE ${like}`).map((r) => r.n);
+    await dropPg(admin, schemas, roles);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** The `storage` config of a topology on the test Postgres under `prefix` (see `dropPgPrefix`). */
+export function pgStorageConfig(prefix: string) {
+  return { kind: "postgres" as const, postgres: { url: TEST_POSTGRES_URL, schemaPrefix: prefix } };
+}
