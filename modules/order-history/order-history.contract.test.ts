@@ -13,7 +13,7 @@ import { newId } from "../../platform/ids.ts";
 import type { Platform } from "../../platform/platform.ts";
 import { fieldViolations } from "../../platform/rpc/errors.ts";
 import { openSqlite } from "../../platform/storage/sqlite.ts";
-import { bootModules, tempDataDir, testConfig, waitFor } from "../../test/support/platform.ts";
+import { bootModules, tempDataDir, TEST_TOPOLOGY, testConfig, waitFor } from "../../test/support/platform.ts";
 import orderHistory from "./index.ts";
 
 const CONSUMER = "order-history.projection";
@@ -182,7 +182,9 @@ describe("order-history contract", () => {
 });
 
 describe("order-history delivery guarantees", () => {
-  it("gives a redelivered event no second effect (the bus lost its cursor after the commit)", async () => {
+  // Rewinds the embedded bus's cursor file; on Postgres + NATS the same window (handler committed,
+  // ack lost) is covered by the storage conformance suite's duplicate claims and the e2e kill -9 tests.
+  it.skipIf(TEST_TOPOLOGY !== "embedded")("gives a redelivered event no second effect (the bus lost its cursor after the commit)", async () => {
     // The crash window at-least-once delivery leaves open: the handler's transaction (with its
     // inbox entry) committed, the bus cursor did not move. Reproduced by rewinding the cursor of a
     // stopped platform; the restarted one must see every event again and skip each as a duplicate.

@@ -4,6 +4,18 @@ import { join } from "node:path";
 import { PlatformConfigSchema, type PlatformConfig } from "../../platform/config/schema.ts";
 import type { ModuleManifest } from "../../platform/module.ts";
 import { createPlatform, type Platform } from "../../platform/platform.ts";
+import { deleteStreams, randomPrefix, SHARED_NATS } from "./nats-server.ts";
+import { dropPgPrefix, pgStorageConfig } from "./postgres.ts";
+
+/**
+ * Where `bootModules` runs modules. `SELARAS_TEST_TOPOLOGY=postgres` (the `postgres` vitest
+ * project) puts their storage on the test Postgres and the bus on the shared NATS, each under a
+ * fresh prefix that `dispose()` drops; unset, embedded SQLite files and the embedded bus.
+ */
+export const TEST_TOPOLOGY: "embedded" | "postgres" = process.env.SELARAS_TEST_TOPOLOGY === "postgres" ? "postgres" : "embedded";
+
+// One prefix per data dir: a test that boots twice on the same dataDir meets the same schemas and streams.
+const prefixes = new Map<string, string>();
 
 /** A fresh, empty data directory under the OS temp dir. */
 export function tempDataDir(prefix = "selaras-test-"): string {
@@ -16,8 +28,9 @@ export function testConfig(overrides: Partial<PlatformConfig> & { dataDir: strin
 }
 
 /**
- * Boots a platform hosting `modules` on embedded storage in a temp dir.
- * `dispose()` stops it and deletes the directory.
+ * Boots a platform hosting `modules` in a temp dir, on embedded storage or (TEST_TOPOLOGY
+ * postgres) on Postgres + NATS. `dispose()` stops it and deletes the directory — and the
+ * schemas, roles and streams, unless the caller passed its own `dataDir` (it boots again on it).
  * @example const t = await bootModules([catalog]); const client = t.platform.client(CatalogService);
  */
 export async function bootModules(modules: readonly ModuleManifest<any>[], overrides: Partial<PlatformConfig> = {}) {
@@ -30,14 +43,39 @@ export async function bootModules(modules: readonly ModuleManifest<any>[], overr
     logs.push(line);
     if (print) process.stderr.write(line + "\n");
   };
-  const platform: Platform = await createPlatform({ config: testConfig({ ...overrides, dataDir }), modules, logSink });
+  let prefix: string | undefined;
+  let topology: Partial<PlatformConfig> = {};
+  if (TEST_TOPOLOGY === "postgres" && !overrides.storage) {
+    prefix = prefixes.get(dataDir) ?? randomPrefix();
+    prefixes.set(dataDir, prefix);
+    const bus = { ...(overrides.bus ?? testConfig({ dataDir }).bus), kind: "nats" as const };
+    topology = PlatformConfigSchema.pick({ storage: true, bus: true }).parse({
+      storage: pgStorageConfig(prefix),
+      bus: { ...bus, nats: { ...bus.nats, servers: [SHARED_NATS], prefix } },
+    });
+  }
+  const dropPrefix = async () => {
+    if (!prefix) return;
+    prefixes.delete(dataDir);
+    await dropPgPrefix(prefix);
+    await deleteStreams(SHARED_NATS, prefix);
+  };
+  let platform: Platform;
+  try {
+    platform = await createPlatform({ config: testConfig({ ...overrides, ...topology, dataDir }), modules, logSink });
+  } catch (err) {
+    if (!overrides.dataDir) await dropPrefix();
+    throw err;
+  }
   return {
     platform,
     dataDir,
     logs,
     async dispose() {
       await platform.stop();
-      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (overrides.dataDir) return;
+      rmSync(dataDir, { recursive: true, force: true });
+      await dropPrefix();
     },
   };
 }
