@@ -5,9 +5,12 @@
  *   bun run main.ts --config FILE --process NAME   one process of the topology FILE describes
  *   bun run main.ts --help                every flag and config key
  *   bun run main.ts dead-letters [list|redrive …]   the dead-letter queue (see platform/cli/dead-letters.ts)
+ *   bun run main.ts migrate               provision and migrate this process's storage, then exit
+ *   bun run main.ts provision-sql         the SQL an operator runs to provision Postgres by hand
  */
 import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
 import { DEAD_LETTERS_USAGE, deadLettersCommand } from "./platform/cli/dead-letters.ts";
+import { migrateCommand, provisionSqlCommand, STORAGE_USAGE } from "./platform/cli/storage.ts";
 import { createLogger } from "./platform/observability/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
@@ -39,19 +42,25 @@ async function main(): Promise<number> {
     throw err;
   }
   const [command, ...args] = loaded.command;
-  if (command === "dead-letters") {
+  if (command !== undefined) {
     const logger = createLogger({ level: "warn", base: { service: loaded.config.serviceName } });
     const io = { out: (l: string) => process.stdout.write(l + "\n"), err: (l: string) => process.stderr.write(l + "\n") };
+    const commands: Record<string, () => Promise<number> | number> = {
+      "dead-letters": () => deadLettersCommand(args, plan.config, logger, io),
+      migrate: () => migrateCommand(plan.config, plan.modules, logger, io),
+      "provision-sql": () => provisionSqlCommand(plan.config, plan.modules, io),
+    };
+    const run = commands[command];
+    if (!run || (command !== "dead-letters" && args.length > 0)) {
+      io.err(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n${STORAGE_USAGE}`);
+      return 2;
+    }
     try {
-      return await deadLettersCommand(args, plan.config, logger, io);
+      return await run();
     } catch (err) {
-      io.err(`dead-letters failed: ${(err as Error).message}`);
+      io.err(`${command} failed: ${(err as Error).message}`);
       return 1;
     }
-  }
-  if (command !== undefined) {
-    process.stderr.write(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n`);
-    return 2;
   }
   let platform;
   try {

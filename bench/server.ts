@@ -1,6 +1,7 @@
 /**
- * The system under test for phase 2: `bun main.ts` as a child process on a fresh data dir,
- * with helpers to read its Prometheus metrics and its CPU time.
+ * One process of the system under test: `bun main.ts` as a child process on a fresh data dir,
+ * with helpers to read its Prometheus metrics and its CPU time. `system.ts` puts one or several
+ * together into a topology.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,15 +18,34 @@ export interface Server {
   cpuSeconds(): number | undefined;
   /** The last lines the server wrote (stdout and stderr), for error reports. */
   tail(): string;
+  /** SIGKILL and delete the data dir, synchronously (on Ctrl-C). */
+  kill(): void;
   stop(): Promise<void>;
 }
 
 const CLK_TCK = 100; // USER_HZ; 100 on every Linux this runs on
 
+export interface ServerOptions {
+  root: string;
+  timeoutMs?: number;
+  /** Arguments to bun itself (before `main.ts`), e.g. `--cpu-prof`. */
+  bunArgs?: string[];
+  /**
+   * Arguments to `main.ts` after `--data-dir <fresh dir> --log-level info`; default
+   * `--port 0 --host 127.0.0.1` (a topology process gets `--config FILE --process NAME`).
+   */
+  args?: string[];
+  /** Name in error messages (a topology's process name). */
+  name?: string;
+  /** Kill the server and delete its data dir on SIGINT/SIGTERM (default true; a topology does it for all its processes). */
+  handleSignals?: boolean;
+}
+
 /** Starts the server and resolves once it logged `listening` (with the port it bound). */
-export async function startServer(opts: { root: string; timeoutMs?: number; bunArgs?: string[] }): Promise<Server> {
+export async function startServer(opts: ServerOptions): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), "selaras-bench-"));
-  const proc = Bun.spawn([process.execPath, ...(opts.bunArgs ?? []), "main.ts", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, "--log-level", "info"], {
+  const args = opts.args ?? ["--port", "0", "--host", "127.0.0.1"];
+  const proc = Bun.spawn([process.execPath, ...(opts.bunArgs ?? []), "main.ts", "--data-dir", dataDir, "--log-level", "info", ...args], {
     cwd: opts.root,
     stdout: "pipe",
     stderr: "pipe",
@@ -59,7 +79,7 @@ export async function startServer(opts: { root: string; timeoutMs?: number; bunA
     proc.kill("SIGKILL");
     rmSync(dataDir, { recursive: true, force: true });
     const why = outcome === "timeout" ? "did not log `listening` in time" : `exited with code ${outcome.exited}`;
-    throw new Error(`the server ${why}; its last output:\n${tail()}`);
+    throw new Error(`the server${opts.name ? ` ${opts.name}` : ""} ${why}; its last output:\n${tail()}`);
   }
   // Ctrl-C on the bench must not leave the server running or its data dir behind.
   const abandon = (signal: NodeJS.Signals) => {
@@ -67,8 +87,11 @@ export async function startServer(opts: { root: string; timeoutMs?: number; bunA
     rmSync(dataDir, { recursive: true, force: true });
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
-  process.once("SIGINT", abandon);
-  process.once("SIGTERM", abandon);
+  const handleSignals = opts.handleSignals ?? true;
+  if (handleSignals) {
+    process.once("SIGINT", abandon);
+    process.once("SIGTERM", abandon);
+  }
   const url = `http://127.0.0.1:${outcome}`;
   return {
     url,
@@ -90,9 +113,15 @@ export async function startServer(opts: { root: string; timeoutMs?: number; bunA
       }
     },
     tail,
+    kill() {
+      proc.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    },
     async stop() {
-      process.off("SIGINT", abandon);
-      process.off("SIGTERM", abandon);
+      if (handleSignals) {
+        process.off("SIGINT", abandon);
+        process.off("SIGTERM", abandon);
+      }
       proc.kill("SIGTERM");
       let timer: ReturnType<typeof setTimeout> | undefined;
       const done = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 10_000)))]);

@@ -4,7 +4,7 @@ import type { PlatformConfig } from "../config/schema.ts";
 import type { ModuleManifest } from "../module.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Tracer } from "../observability/trace.ts";
-import { migrateSqlite } from "./migrate.ts";
+import { migrateSqlite, MigrationError } from "./migrate.ts";
 import { SqliteModuleStorage, type PlatformStorage } from "./module-storage.ts";
 import { migratePostgres } from "./postgres/migrate.ts";
 import { moduleSchemaName, provisionModules, type ModuleGrant } from "./postgres/provision.ts";
@@ -128,7 +128,10 @@ async function openPostgres(config: PlatformConfig, manifests: readonly ModuleMa
       if (applied.length > 0) deps.logger.info("migrations applied", { module: t.module, schema: t.schema, applied });
     } catch (err) {
       await sql.end({ timeout: 1 });
-      throw err;
+      if (err instanceof MigrationError) throw err;
+      const where = `${t.options.host}:${t.options.port}/${t.options.database}`;
+      const hint = pg.provision ? "" : " (storage.postgres.provision is false: has an operator run the SQL of `bun run main.ts provision-sql`?)";
+      throw new Error(`module ${t.module}: cannot use its Postgres schema ${t.schema} as role ${t.role} at ${where}: ${(err as Error).message}${hint}`, { cause: err });
     }
     const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, onCommit: deps.onCommit(t.module) });
     opened.set(t.module, storage);

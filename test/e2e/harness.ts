@@ -429,8 +429,25 @@ export interface RunningTopology {
    * each process's data dir, or each Postgres schema of this topology.
    */
   tableCounts(): Promise<Record<string, Record<string, number>>>;
+  /** The topology file the processes run from (undefined on embedded), e.g. for `main.ts … dead-letters`. */
+  readonly configFile?: string;
+  /**
+   * Starts process `name` again from the same topology file, data dir and port (embedded: a new
+   * port), once the previous one has exited (after `kill` or `stop`); `processes[name]` and the routing then use the new one.
+   */
+  restart(name: string): Promise<RunningServer>;
   /** Stops every process, deletes temp dirs and the NATS streams of this topology's prefix. */
   stop(): Promise<void>;
+}
+
+export interface TopologyOptions {
+  /** NATS server URL the topology uses instead of the shared one (e.g. a private `NatsServer`). */
+  nats?: string;
+  /**
+   * Changes the parsed topology file before it is written (after ports, dirs, bus and storage are
+   * set), e.g. `(c) => (c.bus.maxDeliver = 2)`. Ignored on embedded.
+   */
+  patch?: (config: Record<string, any>) => void;
 }
 
 /**
@@ -442,7 +459,7 @@ export interface RunningTopology {
  * and a random schema and stream prefix, all dropped by `stop()`.
  * @example const t = await startTopology("split"); await t.api.post("/api/v1/orders", {...}); await t.stop();
  */
-export async function startTopology(kind: TopologyKind, opts: { nats?: string } = {}): Promise<RunningTopology> {
+export async function startTopology(kind: TopologyKind, opts: TopologyOptions = {}): Promise<RunningTopology> {
   const pool = serverPool();
   const natsServers = opts.nats ?? SHARED_NATS;
   const natsPrefix = kind === "embedded" ? undefined : randomPrefix();
@@ -450,6 +467,8 @@ export async function startTopology(kind: TopologyKind, opts: { nats?: string } 
   const pgPrefix = natsPrefix;
   const processes: Record<string, RunningServer> = {};
   const placement: Record<string, string> = {};
+  const startOpts: Record<string, StartOptions> = {};
+  let configFile: string | undefined;
   const cleanup = async () => {
     await pool.dispose();
     if (pgPrefix) await dropPgPrefix(pgPrefix);
@@ -460,7 +479,8 @@ export async function startTopology(kind: TopologyKind, opts: { nats?: string } 
   };
   try {
     if (kind === "embedded") {
-      processes.all = await pool.start({});
+      startOpts.all = { dataDir: pool.dir() };
+      processes.all = await pool.start(startOpts.all);
       for (const m of ALL_MODULES) placement[m] = "all";
     } else {
       type TopologyFile = {
@@ -479,10 +499,13 @@ export async function startTopology(kind: TopologyKind, opts: { nats?: string } 
       }
       topology.bus.nats = { ...topology.bus.nats, servers: [natsServers], prefix: natsPrefix };
       topology.storage = pgStorageConfig(pgPrefix!);
+      opts.patch?.(topology as unknown as Record<string, any>);
       const file = join(pool.dir(), "topology.json");
       writeFileSync(file, JSON.stringify(topology, null, 2));
+      configFile = file;
       const names = Object.keys(topology.topology.processes);
-      const started = await Promise.all(names.map((name) => pool.start({ dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name] })));
+      for (const name of names) startOpts[name] = { dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name] };
+      const started = await Promise.all(names.map((name) => pool.start(startOpts[name])));
       names.forEach((name, i) => (processes[name] = started[i]!));
     }
     // The NATS topologies must really be on NATS under this run's prefix: start-up created its streams.
@@ -535,6 +558,16 @@ export async function startTopology(kind: TopologyKind, opts: { nats?: string } 
         for (const x of parseMetrics(text)) samples.push({ ...x, labels: { ...x.labels, process: name } });
       }
       return { text: texts.join("\n"), samples, contentTypes, statuses };
+    },
+    configFile,
+    async restart(name) {
+      const old = processes[name];
+      if (!old) throw new Error(`no process "${name}" in the ${kind} topology`);
+      if (old.proc.exitCode === null && old.proc.signalCode === null) throw new Error(`process "${name}" is still running: kill or stop it first`);
+      // Same data dir; the topology file fixes the port (embedded: a new free port).
+      const started = await pool.start(startOpts[name]!);
+      processes[name] = started;
+      return started;
     },
     streamCounts: async () => (natsPrefix ? streamMessageCounts(natsServers, natsPrefix) : {}),
     async tableCounts() {

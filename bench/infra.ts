@@ -1,0 +1,127 @@
+/**
+ * The shared Postgres and NATS the Postgres phases run on: where they are, whether they answer,
+ * the CPU their server processes use, and dropping exactly what one bench run created (the schemas
+ * and roles `<prefix>_…`, the streams `<PREFIX>_…`). Copied in spirit from test/support, so the
+ * bench does not depend on the test tree.
+ */
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import postgres, { type Sql } from "postgres";
+
+/** The Postgres the bench provisions module schemas in (trust auth; needs CREATEROLE). */
+export const BENCH_POSTGRES = process.env.SELARAS_BENCH_POSTGRES ?? process.env.SELARAS_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+/** The NATS (JetStream on) the bench creates its streams on. */
+export const BENCH_NATS = process.env.SELARAS_BENCH_NATS ?? process.env.SELARAS_TEST_NATS ?? "nats://127.0.0.1:4222";
+
+/** A prefix no other run uses: schemas and roles `<prefix>_…`, streams `<PREFIX>_…`. */
+export function benchPrefix(): string {
+  return `bench${randomBytes(5).toString("hex")}`;
+}
+
+function admin(): Sql {
+  return postgres(BENCH_POSTGRES, { max: 1, onnotice: () => {}, connect_timeout: 5 });
+}
+
+/** Why the bench's Postgres or NATS cannot be used, or undefined when both answer. */
+export async function infraProblem(): Promise<string | undefined> {
+  const sql = admin();
+  try {
+    await sql`SELECT 1`;
+  } catch (err) {
+    return `Postgres not reachable at ${redact(BENCH_POSTGRES)} (${(err as Error).message})`;
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+  try {
+    const nc = await connect({ servers: BENCH_NATS, timeout: 3000 });
+    try {
+      await jetstreamManager(nc);
+    } finally {
+      await nc.close();
+    }
+  } catch (err) {
+    return `NATS JetStream not reachable at ${BENCH_NATS} (${(err as Error).message})`;
+  }
+  return undefined;
+}
+
+const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+
+/** Drops every schema and role named `<prefix>_…`, ending the roles' sessions first. */
+export async function dropPgPrefix(prefix: string): Promise<{ schemas: string[]; roles: string[] }> {
+  if (!/^bench[a-f0-9]+$/.test(prefix)) throw new Error(`not a bench prefix: ${prefix}`);
+  const sql = admin();
+  try {
+    const like = `${prefix}\\_%`;
+    const schemas = (await sql<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`).map((r) => r.n);
+    const roles = (await sql<{ n: string }[]>`SELECT rolname AS n FROM pg_roles WHERE rolname LIKE ${like}`).map((r) => r.n);
+    for (const s of schemas) await sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    for (const r of roles) {
+      // A lingering session of the role would block DROP ROLE.
+      await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${r}`;
+      await sql.unsafe(`DROP OWNED BY "${r}"; DROP ROLE IF EXISTS "${r}"`);
+    }
+    return { schemas, roles };
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Deletes every stream whose name starts with `<PREFIX>_`; resolves with their names. */
+export async function deleteStreams(prefix: string): Promise<string[]> {
+  const nc = await connect({ servers: BENCH_NATS, timeout: 5000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const mine: string[] = [];
+    for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix.toUpperCase()}_`)) mine.push(name);
+    for (const name of mine) await jsm.streams.delete(name);
+    return mine;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Message count of every stream of `prefix`. */
+export async function streamCount(prefix: string): Promise<number> {
+  const nc = await connect({ servers: BENCH_NATS, timeout: 5000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    let n = 0;
+    for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix.toUpperCase()}_`)) n++;
+    return n;
+  } finally {
+    await nc.close();
+  }
+}
+
+const CLK_TCK = 100;
+
+/**
+ * User+system CPU seconds used so far by every `postgres` and `nats-server` process on this
+ * machine (Linux /proc; undefined elsewhere). Backends that exit between two readings take their
+ * CPU with them, so this is a lower bound; the platform's pools keep theirs open.
+ */
+export function serviceCpuSeconds(): { postgres: number; nats: number } | undefined {
+  let pids: string[];
+  try {
+    pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  } catch {
+    return undefined;
+  }
+  const out = { postgres: 0, nats: 0 };
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const key = comm === "postgres" ? "postgres" : comm === "nats-server" ? "nats" : undefined;
+      if (!key) continue;
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out[key] += (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    } catch {
+      // gone in the meantime
+    }
+  }
+  return out;
+}
