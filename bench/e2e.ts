@@ -1,9 +1,10 @@
 /**
- * Phase 2: the embedded binary end to end. Starts `bun main.ts` (every module, one process,
- * embedded SQLite and bus) as a child, seeds products and customers over REST, then:
- *  - fixed rate: an open-loop 1,000 orders/s; latency from the orders outbox commit (right before
- *    the 202) to the order-history read-model commit, and the orders relay lag, both from the
- *    server's own Prometheus histograms (increase between a scrape before and one after);
+ * The end-to-end phases: the binary in one of its topologies (`system.ts`: embedded; every module
+ * in one process on Postgres + NATS; three processes split on Postgres + NATS), driven over REST.
+ * Seeds products and customers, then:
+ *  - fixed rate: an open loop at a fixed orders/s; latency from the orders outbox commit (right
+ *    before the 202) to the order-history read-model commit, and the orders relay lag, both from
+ *    the servers' own Prometheus histograms (increase between a scrape before and one after);
  *  - saturation: K closed-loop keep-alive clients posting orders for T seconds; accepted orders/s,
  *    and end-to-end orders/s = orders / time until the read model had caught up.
  * Then reads the read model back for a sample of customers to check every accepted order is there.
@@ -11,11 +12,15 @@
 import { buckets, increase, quantile, total, value, type Sample } from "./prom.ts";
 import { closedLoop, openLoop, type LoadResult } from "./load.ts";
 import { seed } from "./seed.ts";
-import { startServer, type Server } from "./server.ts";
+import { startSystem, type System, type SystemKind } from "./system.ts";
 import { machineJiffies, percentile, progress, round, sleep } from "./util.ts";
 
 export interface E2eOptions {
   root: string;
+  /** Which topology runs (default embedded). */
+  kind?: SystemKind;
+  /** Label of progress lines (default `e2e`). */
+  label?: string;
   clients: number;
   saturationSeconds: number;
   rate: number;
@@ -25,7 +30,7 @@ export interface E2eOptions {
   customers: number;
   /** Module names registered in modules.ts (to know whether inventory must be stocked). */
   modules: readonly string[];
-  /** When set, the server writes a CPU profile (Bun's --cpu-prof, also as markdown) into this dir on exit. */
+  /** When set, every server process writes a CPU profile (Bun's --cpu-prof, also as markdown) under this dir on exit. */
   profileDir?: string;
 }
 
@@ -63,30 +68,52 @@ function clientFigures(r: LoadResult) {
   };
 }
 
+const sumDefined = (xs: Record<string, number | undefined>) => {
+  let t = 0;
+  for (const x of Object.values(xs)) {
+    if (x === undefined) return undefined;
+    t += x;
+  }
+  return t;
+};
+
 /**
- * CPU use over a phase, in cores: the server, this process (the load generator), and everything
- * else on the machine (other work competing for the same cores).
+ * CPU use over a phase, in cores: the server processes (together and each), this process (the
+ * load generator), Postgres and NATS (Postgres topologies), and everything else on the machine
+ * (other work competing for the same cores).
  */
 class CpuWindow {
   readonly #wall = performance.now();
-  readonly #server: number | undefined;
+  readonly #server: Record<string, number | undefined>;
+  readonly #services: { postgres: number; nats: number } | undefined;
   readonly #self = process.cpuUsage();
   readonly #machine = machineJiffies();
-  constructor(private readonly server: Server) {
-    this.#server = server.cpuSeconds();
+  constructor(private readonly system: System) {
+    this.#server = system.cpuSeconds();
+    this.#services = system.serviceCpuSeconds();
   }
-  read(): { serverCores: number | null; benchCores: number; otherCores: number | null } {
+  read() {
     const wall = (performance.now() - this.#wall) / 1000;
-    const now = this.server.cpuSeconds();
+    const now = this.system.cpuSeconds();
+    const services = this.system.serviceCpuSeconds();
     const self = process.cpuUsage(this.#self);
     const machine = machineJiffies();
-    const server = now === undefined || this.#server === undefined ? null : (now - this.#server) / wall;
+    const perProcess: Record<string, number | null> = {};
+    for (const [n, v] of Object.entries(now)) perProcess[n] = v === undefined || this.#server[n] === undefined ? null : round((v - this.#server[n]!) / wall, 2);
+    const a = sumDefined(this.#server);
+    const b = sumDefined(now);
+    const server = a === undefined || b === undefined ? null : (b - a) / wall;
+    const pg = services && this.#services ? (services.postgres - this.#services.postgres) / wall : null;
+    const nats = services && this.#services ? (services.nats - this.#services.nats) / wall : null;
     const bench = (self.user + self.system) / 1e6 / wall;
     const busy = machine && this.#machine ? (machine.busy - this.#machine.busy) / 100 / wall : null;
     return {
       serverCores: server === null ? null : round(server, 2),
+      serverCoresByProcess: perProcess,
+      postgresCores: pg === null ? null : round(pg, 2),
+      natsCores: nats === null ? null : round(nats, 2),
       benchCores: round(bench, 2),
-      otherCores: busy === null || server === null ? null : round(Math.max(0, busy - server - bench), 2),
+      otherCores: busy === null || server === null ? null : round(Math.max(0, busy - server - bench - (pg ?? 0) - (nats ?? 0)), 2),
     };
   }
 }
@@ -95,7 +122,7 @@ class CpuWindow {
 const sum = (s: Sample[], name: string) => value(s, name) ?? 0;
 
 /** Polls /metrics until `done` holds; resolves with the performance.now() at which it did. */
-async function until(server: Server, what: string, done: (s: Sample[]) => boolean, timeoutMs: number): Promise<number> {
+async function until(server: System, what: string, done: (s: Sample[]) => boolean, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const s = await server.scrape();
@@ -129,28 +156,57 @@ function loadFigures(r: LoadResult) {
   };
 }
 
+/** Per module: commits and the mean bodies per COMMIT (group commit) between two scrapes. */
+function commitFigures(before: Sample[], after: Sample[]) {
+  const out: Record<string, { commits: number; bodies: number; meanBodiesPerCommit: number | null }> = {};
+  const modules = new Set(after.filter((s) => s.name === "selaras_storage_commit_bodies_count").map((s) => s.labels.module!));
+  for (const module of modules) {
+    const d = (name: string) => (value(after, name, { module }) ?? 0) - (value(before, name, { module }) ?? 0);
+    const commits = d("selaras_storage_commit_bodies_count");
+    const bodies = d("selaras_storage_commit_bodies_sum");
+    out[module] = { commits, bodies, meanBodiesPerCommit: commits > 0 ? round(bodies / commits, 2) : null };
+  }
+  return out;
+}
+
+/** Module-to-module calls between two scrapes, by transport and method: calls and p50/p99. */
+function rpcFigures(before: Sample[], after: Sample[]) {
+  const out: Record<string, HistogramFigures> = {};
+  const keys = new Set(after.filter((s) => s.name === "selaras_rpc_client_duration_seconds_count").map((s) => `${s.labels.transport}|${s.labels.service}|${s.labels.method}`));
+  for (const k of keys) {
+    const [transport, service, method] = k.split("|") as [string, string, string];
+    const f = histogramFigures(before, after, "selaras_rpc_client_duration_seconds", { transport, service, method });
+    if (f.observations > 0) out[`${transport} ${service.split(".").pop()}/${method}`] = f;
+  }
+  return out;
+}
+
 export async function runE2eBench(opts: E2eOptions) {
-  progress("e2e: starting `bun main.ts` on a fresh data dir");
-  const bunArgs = opts.profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${opts.profileDir}`] : [];
-  const server = await startServer({ root: opts.root, bunArgs });
+  const kind = opts.kind ?? "embedded";
+  const label = opts.label ?? "e2e";
+  progress(`${label}: starting the ${kind} topology${kind === "embedded" ? " (`bun main.ts` on a fresh data dir)" : ` (${kind === "split" ? "config/split.json" : "config/single-postgres.json"} on Postgres + NATS)`}`);
+  const server = await startSystem(kind, { root: opts.root, modules: opts.modules, profileDir: opts.profileDir });
   try {
     const consumers = (await server.scrape()).filter((s) => s.name === "selaras_consumer_lag_events").map((s) => s.labels.consumer!);
     if (!consumers.includes(PROJECTION)) throw new Error(`the server has no consumer ${PROJECTION}; its consumers: ${consumers.join(", ") || "none"}`);
-    progress(`e2e: server ${server.url} (pid ${server.pid}); seeding ${opts.products} products and ${opts.customers} customers`);
-    const data = await seed(server, opts);
+    const where = Object.entries(server.processes)
+      .map(([n, p]) => `${n} ${p.url} (pid ${p.pid})`)
+      .join(", ");
+    progress(`${label}: ${where}${server.prefix ? `, prefix ${server.prefix}` : ""}; seeding ${opts.products} products and ${opts.customers} customers`);
+    const data = await seed(server.urlOf, { ...opts, modules: server.modules });
     await until(server, "the seed data to settle", settled, 60_000);
-    const url = `${server.url}/api/v1/orders`;
+    const url = `${server.urlOf("orders")}/api/v1/orders`;
     const perCustomer = new Map<number, number>();
     const count = (r: LoadResult) => {
       for (const [c, n] of r.perCustomer) perCustomer.set(c, (perCustomer.get(c) ?? 0) + n);
       if (r.accepted === 0) throw new Error(`no order was accepted; first errors: ${r.errors.join(" | ")}`);
     };
 
-    progress(`e2e/warm-up: ${opts.warmupSeconds} s, 16 closed-loop clients`);
+    progress(`${label}/warm-up: ${opts.warmupSeconds} s, 16 closed-loop clients`);
     count(await closedLoop({ url, clients: 16, seconds: opts.warmupSeconds, bodies: data.bodies }));
     await until(server, "the warm-up to settle", settled, 120_000);
 
-    progress(`e2e/fixed-rate: open loop at ${opts.rate} orders/s for ${opts.rateSeconds} s`);
+    progress(`${label}/fixed-rate: open loop at ${opts.rate} orders/s for ${opts.rateSeconds} s`);
     let before = await server.scrape();
     let cpu = new CpuWindow(server);
     const fixed = await openLoop({ url, rate: opts.rate, seconds: opts.rateSeconds, bodies: data.bodies });
@@ -163,16 +219,19 @@ export async function runE2eBench(opts: E2eOptions) {
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
       cpu: cpu.read(),
+      commits: commitFigures(before, after),
+      rpc: rpcFigures(before, after),
     };
 
-    progress(`e2e/saturation: ${opts.clients} closed-loop keep-alive clients for ${opts.saturationSeconds} s`);
+    progress(`${label}/saturation: ${opts.clients} closed-loop keep-alive clients for ${opts.saturationSeconds} s`);
     before = after;
     cpu = new CpuWindow(server);
     const start = performance.now();
     const sat = await closedLoop({ url, clients: opts.clients, seconds: opts.saturationSeconds, bodies: data.bodies });
     count(sat);
     const cpuLoad = cpu.read();
-    progress(`e2e/saturation: ${sat.accepted} orders accepted; waiting for the read model to catch up`);
+    const cpuCatch = new CpuWindow(server);
+    progress(`${label}/saturation: ${sat.accepted} orders accepted; waiting for the read model to catch up`);
     const caughtAt = await until(server, "the read model to catch up", caughtUp, 180_000);
     await until(server, "the saturation phase to settle", settled, 180_000);
     after = await server.scrape();
@@ -185,12 +244,18 @@ export async function runE2eBench(opts: E2eOptions) {
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
       cpuWhileLoading: cpuLoad,
+      cpuCatchingUp: cpuCatch.read(),
+      commits: commitFigures(before, after),
+      rpc: rpcFigures(before, after),
     };
 
     const readModelCheck = await checkReadModel(server, data.customers, perCustomer);
-    progress(`e2e: read model holds ${readModelCheck.found}/${readModelCheck.expected} orders of ${readModelCheck.customersChecked} sampled customers`);
+    progress(`${label}: read model holds ${readModelCheck.found}/${readModelCheck.expected} orders of ${readModelCheck.customersChecked} sampled customers`);
     return {
-      modules: opts.modules,
+      topology: kind,
+      processes: Object.fromEntries(Object.entries(server.processes).map(([n, p]) => [n, server.modules.filter((m) => server.urlOf(m) === p.url)])),
+      prefix: server.prefix,
+      modules: server.modules,
       projectionConsumer: PROJECTION,
       seed: { products: data.products.length, customers: data.customers.length, inventoryRestocked: data.restocked },
       fixedRate,
@@ -206,12 +271,12 @@ export async function runE2eBench(opts: E2eOptions) {
 }
 
 /** Every accepted order of a sample of customers is in their order history. */
-async function checkReadModel(server: Server, customers: readonly string[], perCustomer: Map<number, number>) {
+async function checkReadModel(server: System, customers: readonly string[], perCustomer: Map<number, number>) {
   const sample = [...perCustomer.keys()].sort((a, b) => a - b).slice(0, 10);
   let expected = 0;
   let found = 0;
   for (const c of sample) {
-    const res = await fetch(`${server.url}/api/v1/customers/${customers[c]}/orders`);
+    const res = await fetch(`${server.urlOf("order-history")}/api/v1/customers/${customers[c]}/orders`);
     const body = (await res.json()) as unknown;
     const list = Array.isArray(body) ? body : ((body as { orders?: unknown[] }).orders ?? []);
     expected += perCustomer.get(c)!;

@@ -1,7 +1,6 @@
-/** Seed data for phase 2, created over the public REST API, and the orders the load generators send. */
+/** Seed data for the end-to-end phases, created over the public REST API, and the orders the load generators send. */
 import type { E2eOptions } from "./e2e.ts";
 import type { OrderBody } from "./load.ts";
-import type { Server } from "./server.ts";
 
 async function postJson(url: string, body: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
@@ -38,23 +37,26 @@ function rng(seed: number): () => number {
   };
 }
 
-/** Creates the products and customers (and stock, when inventory runs) and a pool of order bodies. */
-export async function seed(server: Server, opts: Pick<E2eOptions, "products" | "customers" | "modules">) {
+/**
+ * Creates the products and customers (and stock, when inventory runs) and a pool of order bodies.
+ * `urlOf(module)`: base URL of the process hosting the module.
+ */
+export async function seed(urlOf: (module: string) => string, opts: Pick<E2eOptions, "products" | "customers" | "modules">) {
   const runId = Date.now().toString(36);
   const products = await pool(opts.products, 8, async (i) => {
-    const r = await postJson(`${server.url}/api/v1/products`, { sku: `BENCH-${runId}-${i}`, name: `Bench product ${i}`, priceCents: 100 + ((i * 37) % 4900) });
+    const r = await postJson(`${urlOf("catalog")}/api/v1/products`, { sku: `BENCH-${runId}-${i}`, name: `Bench product ${i}`, priceCents: 100 + ((i * 37) % 4900) });
     if (r.status !== 201) throw new Error(`POST /api/v1/products answered ${r.status}: ${JSON.stringify(r.json)}`);
     return String(r.json.id);
   });
   const customers = await pool(opts.customers, 8, async (i) => {
-    const r = await postJson(`${server.url}/api/v1/customers`, { email: `bench-${runId}-${i}@example.com`, name: `Bench Customer ${i}`, creditLimitCents: 1_000_000_000_000 });
+    const r = await postJson(`${urlOf("customers")}/api/v1/customers`, { email: `bench-${runId}-${i}@example.com`, name: `Bench Customer ${i}`, creditLimitCents: 1_000_000_000_000 });
     if (r.status !== 201) throw new Error(`POST /api/v1/customers answered ${r.status}: ${JSON.stringify(r.json)}`);
     return String(r.json.id);
   });
   let restocked = false;
   if (opts.modules.includes("inventory")) {
     await pool(products.length, 8, async (i) => {
-      const r = await postJson(`${server.url}/api/v1/inventory/${products[i]}/restock`, { quantity: 100_000_000 });
+      const r = await postJson(`${urlOf("inventory")}/api/v1/inventory/${products[i]}/restock`, { quantity: 100_000_000 });
       if (r.status !== 200 && r.status !== 201) throw new Error(`POST /api/v1/inventory/{id}/restock answered ${r.status}: ${JSON.stringify(r.json)}`);
     });
     restocked = true;
