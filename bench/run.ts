@@ -2,8 +2,8 @@
  * `bun run bench` — the benchmark. Prints a table (metric, value, bar, pass/fail) on stdout,
  * progress on stderr, and writes every figure to bench/results/latest.json.
  *
- *   bun run bench               full run (about 40 s; longer only if the read model is slow to catch up)
- *   bun run bench --quick       smoke run (about 15 s)
+ *   bun run bench               full run (about 2 min; longer only if a read model is slow to catch up)
+ *   bun run bench --quick       smoke run (about 45 s)
  *   bun run bench --help        every option
  *
  * See docs/benchmarks.md for what each figure means and how it is measured.
@@ -13,26 +13,44 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem, platform as osPlatform, arch, release } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { runE2eBench } from "./e2e.ts";
-import { e2eRows, formatTable, rpcRows, type Row } from "./report.ts";
+import { infraProblem } from "./infra.ts";
+import { e2eRows, EMBEDDED_BARS, formatTable, rpcRows, type E2eBars, type Row } from "./report.ts";
 import { runRpcBench } from "./rpc.ts";
+import type { SystemKind } from "./system.ts";
 import { otherLoadCores, progress } from "./util.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const E2E_MODULES = ["customers", "orders", "order-history"];
+const E2E_MODULES = ["catalog", "customers", "orders", "order-history"];
 
 const HELP = `bun run bench [options]
 
-  --quick              smoke run (~15 s): fewer calls, shorter phases
+  --quick              smoke run (~45 s): fewer calls, shorter phases
   --skip-rpc           skip phase 1 (co-located RPC cost)
   --skip-e2e           skip phase 2 (embedded end to end)
+  --skip-postgres      skip phase 3 (one process on Postgres + NATS)
+  --skip-split         skip phase 4 (three processes, config/split.json, on Postgres + NATS)
   --clients=N          saturation: concurrent keep-alive clients (default 64)
   --seconds=N          saturation: seconds of load (default 20; quick 5)
-  --rate=N             fixed-rate phase: orders/s (default 1000)
+  --rate=N             fixed-rate phase, embedded: orders/s (default 1000)
+  --pg-rate=N          fixed-rate phase, Postgres topologies: orders/s (default 500)
   --rate-seconds=N     fixed-rate phase: seconds (default 10; quick 4)
   --out=FILE           JSON output (default bench/results/latest.json)
   --strict             exit 1 when a figure misses its bar
-  --profile-server     the server writes a CPU profile (.cpuprofile and .md) to .tmp/bench-profile/
+  --profile-server     every server process writes a CPU profile (.cpuprofile and .md) to
+                       .tmp/bench-profile/<topology>-<process>/
+
+Phases 3 and 4 use SELARAS_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test) and
+SELARAS_BENCH_NATS (default nats://127.0.0.1:4222); each run creates and then drops its own schemas,
+roles and streams under a random prefix.
 `;
+
+/** The end-to-end phases: topology, phase number, table prefix, bars. */
+const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string }> = [
+  { kind: "embedded", phase: 2, name: "embedded end to end", prefix: "", bars: EMBEDDED_BARS, skipFlag: "skip-e2e" },
+  { kind: "postgres", phase: 3, name: "one process on Postgres + NATS", prefix: "PG 1 process", bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-postgres" },
+  { kind: "split", phase: 4, name: "three processes split on Postgres + NATS", prefix: "PG split", bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-split" },
+];
+const PHASES = 1 + E2E_PHASES.length;
 
 function parseArgs(argv: string[]) {
   const flags = new Map<string, string | true>();
@@ -41,7 +59,7 @@ function parseArgs(argv: string[]) {
     if (!m) throw new Error(`unknown argument ${a}\n\n${HELP}`);
     flags.set(m[1]!, m[2] ?? true);
   }
-  const known = ["quick", "skip-rpc", "skip-e2e", "clients", "seconds", "rate", "rate-seconds", "out", "strict", "help", "profile-server"];
+  const known = ["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n\n${HELP}`);
   const num = (k: string, d: number) => {
     const v = flags.get(k);
@@ -56,7 +74,8 @@ function parseArgs(argv: string[]) {
     quick,
     strict: flags.has("strict"),
     skipRpc: flags.has("skip-rpc"),
-    skipE2e: flags.has("skip-e2e"),
+    skip: (flag: string) => flags.has(flag),
+    pgRate: num("pg-rate", 500),
     out: resolve(typeof flags.get("out") === "string" ? (flags.get("out") as string) : join(ROOT, "bench/results/latest.json")),
     rpc: quick ? { calls: 6_000, warmup: 3_000, rounds: 6 } : { calls: 20_000, warmup: 5_000, rounds: 10 },
     e2e: {
@@ -90,7 +109,7 @@ function uncommittedOutsideBench(): string[] | null {
     .filter((f) => f !== "" && !f.startsWith("bench/") && !f.startsWith("docs/"));
 }
 
-/** Which of the modules phase 2 needs are missing from modules.ts (or why it cannot be read). */
+/** Which of the modules the end-to-end phases need are missing from modules.ts (or why it cannot be read). */
 async function registeredModules(): Promise<{ names: string[]; missing: string[]; error?: string }> {
   try {
     const { allModules } = (await import("../modules.ts")) as typeof import("../modules.ts");
@@ -126,7 +145,7 @@ async function main(): Promise<number> {
 
   if (opts.skipRpc) rows.push({ metric: "Phase 1: co-located RPC cost", value: "skipped (--skip-rpc)", bar: "—", result: "skip" });
   else {
-    progress("phase 1/2: co-located RPC call cost");
+    progress(`phase 1/${PHASES}: co-located RPC call cost`);
     try {
       const r = await runRpcBench(opts.rpc);
       out.rpc = r;
@@ -138,25 +157,43 @@ async function main(): Promise<number> {
   }
 
   const mods = await registeredModules();
-  if (opts.skipE2e) {
-    out.e2e = { skipped: "--skip-e2e" };
-    rows.push({ metric: "Phase 2: embedded end to end", value: "skipped (--skip-e2e)", bar: "—", result: "skip" });
-  } else if (mods.missing.length > 0) {
-    const why = mods.error ? `modules.ts could not be loaded (${mods.error})` : `modules not registered in modules.ts yet: ${mods.missing.join(", ")}`;
-    progress(`phase 2/2: SKIPPED — ${why}`);
-    out.e2e = { skipped: why };
-    rows.push({ metric: "Phase 2: embedded end to end", value: `skipped: missing ${mods.missing.join(", ")}`, bar: "—", result: "skip" });
-  } else {
-    progress(`phase 2/2: embedded end to end (modules: ${mods.names.join(", ")})`);
+  // The Postgres phases need the shared Postgres and NATS: asked once, only when one of them runs.
+  let infra: Promise<string | undefined> | undefined;
+  for (const ph of E2E_PHASES) {
+    const title = `Phase ${ph.phase}: ${ph.name}`;
+    const key = ph.kind === "embedded" ? "e2e" : ph.kind;
+    const skip = (why: string, value: string) => {
+      progress(`phase ${ph.phase}/${PHASES}: ${ph.name} SKIPPED — ${why}`);
+      out[key] = { skipped: why };
+      rows.push({ metric: title, value, bar: "—", result: "skip" });
+    };
+    if (opts.skip(ph.skipFlag)) {
+      out[key] = { skipped: `--${ph.skipFlag}` };
+      rows.push({ metric: title, value: `skipped (--${ph.skipFlag})`, bar: "—", result: "skip" });
+      continue;
+    }
+    if (mods.missing.length > 0) {
+      skip(mods.error ? `modules.ts could not be loaded (${mods.error})` : `modules not registered in modules.ts yet: ${mods.missing.join(", ")}`, `skipped: missing ${mods.missing.join(", ")}`);
+      continue;
+    }
+    if (ph.kind !== "embedded") {
+      const problem = await (infra ??= infraProblem());
+      if (problem) {
+        skip(problem, "skipped: Postgres/NATS not reachable (see stderr)");
+        continue;
+      }
+    }
+    progress(`phase ${ph.phase}/${PHASES}: ${ph.name} (modules: ${mods.names.join(", ")})`);
     try {
-      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e });
-      out.e2e = e;
-      rows.push(...e2eRows(e));
-      if (opts.e2e.profileDir) progress(`server CPU profile written to ${opts.e2e.profileDir}`);
+      const rate = ph.kind === "embedded" ? opts.e2e.rate : opts.pgRate;
+      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: ph.kind === "embedded" ? "e2e" : ph.kind });
+      out[key] = { bars: ph.bars, ...e };
+      rows.push(...e2eRows(e, ph.bars, ph.prefix));
+      if (opts.e2e.profileDir) progress(`server CPU profiles written under ${opts.e2e.profileDir}/${ph.kind}-*`);
     } catch (err) {
-      errors.push(`phase 2 failed: ${(err as Error).stack ?? err}`);
-      out.e2e = { error: (err as Error).message };
-      rows.push({ metric: "Phase 2: embedded end to end", value: "error (see stderr)", bar: "—", result: "fail" });
+      errors.push(`phase ${ph.phase} (${ph.kind}) failed: ${(err as Error).stack ?? err}`);
+      out[key] = { error: (err as Error).message };
+      rows.push({ metric: title, value: "error (see stderr)", bar: "—", result: "fail" });
     }
   }
 
@@ -180,7 +217,7 @@ async function main(): Promise<number> {
       "The load generator runs in the bench process and competes with the server for the same cores.",
       "Ratios compare ways measured in the same run, interleaved; absolute figures move with machine load.",
     ],
-    options: { rpc: opts.rpc, e2e: opts.e2e },
+    options: { rpc: opts.rpc, e2e: opts.e2e, pgRate: opts.pgRate },
     ...out,
     table: rows,
     errors,

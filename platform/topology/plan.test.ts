@@ -107,6 +107,12 @@ describe("planProcess", () => {
     expect(problems({ ...split, process: "orders", modules: { shiping: {} } })).toEqual([expect.stringMatching(/^modules\.shiping: no such module/)]);
   });
 
+  it("rejects a Postgres URL for a module the binary does not have, with or without a topology", () => {
+    const storage = { kind: "postgres", postgres: { moduleUrls: { ordrs: "postgres://selaras_orders@db/orders" } } };
+    expect(problems({ ...split, process: "orders", storage })).toEqual([expect.stringMatching(/^storage\.postgres\.moduleUrls\.ordrs: no such module/)]);
+    expect(problems({ storage })).toEqual([expect.stringMatching(/^storage\.postgres\.moduleUrls\.ordrs: no such module/)]);
+  });
+
   it("rejects a dependency no module implements", () => {
     const lonely = fake("lonely", [], [OrderService]);
     let err: unknown;
