@@ -1,7 +1,7 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { newId, uuidv7Floor } from "../ids.ts";
 import type { ModuleStorage, SqliteDb, Tx } from "../module.ts";
-import { formatTraceparent, type Tracer } from "../observability/trace.ts";
+import { formatTraceparent, type TraceContext, type Tracer } from "../observability/trace.ts";
 import type { SqliteConnection, SqlStatement } from "./sqlite.ts";
 import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "./statements.ts";
 
@@ -18,8 +18,21 @@ export interface OutboxRow {
 
 interface Pending {
   body: (tx: SqliteTx) => unknown;
+  /** The trace of the call that queued the body. */
+  trace: TraceContext | undefined;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+}
+
+/**
+ * Runs a queued body in the trace of the call that queued it. A group runs in the async context
+ * of whichever call scheduled the flush, so without this every body of the group would publish
+ * its events with the first caller's `traceparent` (or another request's trace instead of none).
+ */
+export function inCallerTrace<T>(tracer: Tracer, trace: TraceContext | undefined, body: () => T): T {
+  if (tracer.current() === trace) return body();
+  // `run(undefined)` clears the trace: the caller had none.
+  return tracer.run(trace as TraceContext, body);
 }
 
 /** The platform's side of a transaction, on either dialect: module writes and events, plus inbox claims. */
@@ -162,7 +175,7 @@ export class SqliteModuleStorage implements PlatformStorage {
   transactInternal<T>(body: (tx: SqliteTx) => T): Promise<T> {
     if (this.#closed) return Promise.reject(new Error(`storage of module ${this.module} is closed`));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ body, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ body, trace: this.tracer.current(), resolve: resolve as (v: unknown) => void, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -201,7 +214,7 @@ export class SqliteModuleStorage implements PlatformStorage {
       if (!single) this.conn.exec("SAVEPOINT body");
       const before = tx.outboxAppended;
       try {
-        const value = p.body(tx);
+        const value = inCallerTrace(this.tracer, p.trace, () => p.body(tx));
         if (value instanceof Promise) {
           value.catch(() => {});
           throw new Error(`module ${this.module}: a transaction body must be synchronous (it returned a Promise); do every await before the transaction`);

@@ -4,8 +4,8 @@ import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { Sql, TransactionSql } from "postgres";
 import { newId, uuidv7Floor } from "../../ids.ts";
 import type { SqliteDb, Tx } from "../../module.ts";
-import { formatTraceparent, type Tracer } from "../../observability/trace.ts";
-import { DuplicateDelivery, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
+import { formatTraceparent, type TraceContext, type Tracer } from "../../observability/trace.ts";
+import { DuplicateDelivery, inCallerTrace, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
 import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "../statements.ts";
 import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
 import type { Options } from "postgres";
@@ -25,6 +25,8 @@ interface Plan {
 
 interface Pending {
   body: (tx: PlatformTx) => unknown;
+  /** The trace of the call that queued the body. */
+  trace: TraceContext | undefined;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -155,7 +157,7 @@ export class PgModuleStorage implements PlatformStorage {
   transactInternal<T>(body: (tx: PlatformTx) => T): Promise<T> {
     if (this.#closed) return Promise.reject(new Error(`storage of module ${this.module} is closed`));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ body, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ body, trace: this.tracer.current(), resolve: resolve as (v: unknown) => void, reject });
       this.#flushing ??= this.#drain();
     });
   }
@@ -178,7 +180,7 @@ export class PgModuleStorage implements PlatformStorage {
     for (const p of batch) {
       const tx = new PgTx(this);
       try {
-        const value = p.body(tx);
+        const value = inCallerTrace(this.tracer, p.trace, () => p.body(tx));
         if (value instanceof Promise) {
           value.catch(() => {});
           throw new Error(`module ${this.module}: a transaction body must be synchronous (it returned a Promise); do every await before the transaction`);
