@@ -47,8 +47,10 @@ export class OutboxRelay {
 
   /** Publishes what is left (bounded by `timeoutMs`), then stops. */
   async stop(timeoutMs = 5000): Promise<void> {
-    await Promise.race([this.drained(), new Promise((r) => setTimeout(r, timeoutMs).unref?.())]);
+    // A standby (another instance holds the module's relay lease) has nothing to flush.
+    if (this.storage.relayLeader) await Promise.race([this.drained(), new Promise((r) => setTimeout(r, timeoutMs).unref?.())]);
     this.#running = false;
+    this.storage.stopRelaying();
     this.#unlisten?.();
     this.#wake();
     await this.#loop;
@@ -73,9 +75,10 @@ export class OutboxRelay {
       try {
         rows = await this.storage.readUnpublished(batchSize);
       } catch (err) {
+        if (!this.#running) break;
         failures++;
         const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
-        if (this.#running) logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
+        logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
         await this.#sleep(delay);
         continue;
       }

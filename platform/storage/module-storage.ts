@@ -61,6 +61,13 @@ export interface PlatformStorage extends ModuleStorage {
   onOutboxCommit(listener: () => void): () => void;
   outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }>;
   prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }>;
+  /**
+   * False while another instance of this module publishes its outbox (Postgres relay lease) and
+   * this one stands by: nothing here to drain.
+   */
+  readonly relayLeader: boolean;
+  /** Ends the relay's wait for the lease (shutdown); `readUnpublished` then fails at once. */
+  stopRelaying(): void;
   /** Throws unless the database answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -187,6 +194,11 @@ export class SqliteModuleStorage implements PlatformStorage {
   assertInTransaction(): void {
     if (!this.#inTransaction) throw new Error(`module ${this.module}: transaction already ended; do every await before the transaction`);
   }
+
+  /** The process's own file: this relay is always the one. */
+  readonly relayLeader = true;
+
+  stopRelaying(): void {}
 
   /** Called after every commit that appended outbox rows: wakes the relay at once. */
   onOutboxCommit(listener: () => void): () => void {

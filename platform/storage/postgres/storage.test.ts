@@ -5,6 +5,10 @@ import { waitFor } from "../../../test/support/platform.ts";
 import { dropPgPrefix, pgConnect, pgStorageConfig, randomPgPrefix } from "../../../test/support/postgres.ts";
 import { PlatformConfigSchema } from "../../config/schema.ts";
 import type { ModuleManifest } from "../../module.ts";
+import type { Bus, EventEnvelope } from "../../bus/types.ts";
+import { createLogger } from "../../observability/logger.ts";
+import { Metrics } from "../../observability/metrics.ts";
+import { OutboxRelay } from "../../outbox/relay.ts";
 import type { OutboxRow, PlatformStorage } from "../module-storage.ts";
 import { openModuleStorage, type OpenStorageDeps } from "../open.ts";
 import { items, storageConformance, storageTestModule, testStorageDeps } from "../storage.conformance.ts";
@@ -90,6 +94,28 @@ describe("Postgres storage", () => {
       await b.markPublished(rowsOfB![1]!.seq, Date.now());
       expect(await b.readUnpublished(10)).toEqual([]);
       expect(await b.outboxStats()).toEqual({ backlog: 0, oldestCreatedAt: undefined });
+    });
+
+    it("a standby relay stops at once on shutdown while the leader keeps the lease and its backlog", async () => {
+      const deps = testStorageDeps();
+      const a = await home.open(deps);
+      const b = await home.open(testStorageDeps());
+      await a.transact((tx) => tx.publish(ErrorInfoSchema, "x1", {}));
+      await a.readUnpublished(10); // A leads
+      const published: EventEnvelope[] = [];
+      const bus = { publish: async (e: EventEnvelope[]) => void published.push(...e) } as unknown as Bus;
+      const relay = new OutboxRelay(b, bus, { batchSize: 10, logger: createLogger({ level: "error", sink: () => {} }), metrics: new Metrics() });
+      relay.start();
+      await waitFor(
+        async () => (await admin`SELECT 1 FROM pg_stat_activity WHERE usename = ${`${home.prefix}_conf`} AND query LIKE '%pg_try_advisory_lock%'`).length > 0,
+        { what: "B's relay to stand by" },
+      );
+      expect(b.relayLeader).toBe(false);
+      // Resolves without the 5 s drain bound: a standby has nothing to flush, and its lease wait ends.
+      const stopped = relay.stop(60_000).then(() => "stopped");
+      expect(await Promise.race([stopped, waitFor(() => false, { timeoutMs: 3000, what: "never" }).catch(() => "timed out")])).toBe("stopped");
+      expect(published).toEqual([]);
+      expect((await a.outboxStats()).backlog).toBe(1);
     });
 
     it("bodies of both processes commit into one outbox, each in commit order", async () => {

@@ -266,12 +266,21 @@ export class PgModuleStorage implements PlatformStorage {
     }
   }
 
+  get relayLeader(): boolean {
+    return this.#lease !== undefined;
+  }
+
+  stopRelaying(): void {
+    this.#leaseAbort.abort();
+  }
+
   /** The relay leadership of this module, claimed (waiting as a standby) when not held. */
   async #leader(): Promise<RelayLease> {
     if (this.#lease) return this.#lease;
+    if (this.#leaseAbort.signal.aborted) throw new Error(`module ${this.module}: relaying stopped`);
     const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal });
-    if (!lease) throw new Error(`storage of module ${this.module} is closed`);
-    if (this.#closed) {
+    if (!lease) throw new Error(`module ${this.module}: relaying stopped`);
+    if (this.#closed || this.#leaseAbort.signal.aborted) {
       await lease.release();
       throw new Error(`storage of module ${this.module} is closed`);
     }
