@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deleteStreams, listStreams, randomPrefix, SHARED_NATS, streamMessageCounts } from "../support/nats-server.ts";
 import { dropPgPrefix, pgConnect, pgStorageConfig } from "../support/postgres.ts";
@@ -41,6 +41,11 @@ export interface StartOptions {
   defaultArgs?: boolean;
   /** Script run by `bun`, relative to the repo root; default `main.ts`. */
   entry?: string;
+  /**
+   * A compiled binary (`bun run build`) to run instead of `bun <entry>`, from its own directory —
+   * which has no node_modules, so the binary must carry everything.
+   */
+  executable?: string;
   /** How long to wait for the `listening` log line, in ms. */
   startTimeoutMs?: number;
 }
@@ -107,8 +112,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   Object.assign(env, opts.env);
   const entry = opts.entry ?? "main.ts";
   const own = opts.defaultArgs === false ? [] : ["--port", "0", "--data-dir", dataDir];
-  const args = [entry, ...own, "--log-level", "info", ...(opts.args ?? [])];
-  const proc = spawn("bun", args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  const args = [...own, "--log-level", "info", ...(opts.args ?? [])];
+  const proc = opts.executable
+    ? spawn(opts.executable, args, { cwd: dirname(opts.executable), env, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn("bun", [entry, ...args], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   live.add(proc);
   const logs: string[] = [];
   const stderr: string[] = [];
@@ -448,6 +455,8 @@ export interface TopologyOptions {
    * set), e.g. `(c) => (c.bus.maxDeliver = 2)`. Ignored on embedded.
    */
   patch?: (config: Record<string, any>) => void;
+  /** Run every process from this compiled binary (`bun run build`) instead of `bun main.ts`. */
+  executable?: string;
 }
 
 /**
@@ -479,7 +488,7 @@ export async function startTopology(kind: TopologyKind, opts: TopologyOptions = 
   };
   try {
     if (kind === "embedded") {
-      startOpts.all = { dataDir: pool.dir() };
+      startOpts.all = { dataDir: pool.dir(), executable: opts.executable };
       processes.all = await pool.start(startOpts.all);
       for (const m of ALL_MODULES) placement[m] = "all";
     } else {
@@ -504,7 +513,7 @@ export async function startTopology(kind: TopologyKind, opts: TopologyOptions = 
       writeFileSync(file, JSON.stringify(topology, null, 2));
       configFile = file;
       const names = Object.keys(topology.topology.processes);
-      for (const name of names) startOpts[name] = { dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name] };
+      for (const name of names) startOpts[name] = { dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name], executable: opts.executable };
       const started = await Promise.all(names.map((name) => pool.start(startOpts[name])));
       names.forEach((name, i) => (processes[name] = started[i]!));
     }

@@ -1,6 +1,7 @@
 /**
  * The split topology of `config/split.json`, for real: three `bun main.ts --config FILE --process
- * NAME` processes on the shared NATS (a random bus prefix), each with its own port and data dir.
+ * NAME` processes on the shared NATS and the test Postgres (a random bus and schema prefix, both
+ * dropped afterwards), each with its own port and data dir.
  * core hosts catalog and customers, orders hosts orders (it calls core over Connect/HTTP), history
  * hosts the order-history read model (fed only by events over NATS).
  *
@@ -12,14 +13,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deleteStreams, randomPrefix, SHARED_NATS } from "../support/nats-server.ts";
 import { waitFor } from "../support/platform.ts";
-import { api, freePort, isBun, parseMetrics, randomTraceparent, repoRoot, serverPool, type RunningServer } from "./harness.ts";
+import { dropPgPrefix, pgStorageConfig } from "../support/postgres.ts";
+import { api, freePort, isBun, parseMetrics, pgTableCounts, randomTraceparent, repoRoot, serverPool, type RunningServer } from "./harness.ts";
 
-type Topology = { bus: { nats: Record<string, unknown> }; rpc: { timeoutMs: number }; topology: { processes: Record<string, { port: number; url: string; dataDir: string }> } };
+type Topology = { bus: { nats: Record<string, unknown> }; storage: Record<string, unknown>; rpc: { timeoutMs: number }; topology: { processes: Record<string, { port: number; url: string; dataDir: string }> } };
 
 // Long enough that a call which fails at once is told apart from one that ran into its deadline.
 const RPC_TIMEOUT_MS = 30_000;
 
-describe.skipIf(!isBun)("split topology: three processes on NATS (e2e)", () => {
+describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e)", () => {
   const pool = serverPool();
   const prefix = randomPrefix();
   const run = Math.random().toString(36).slice(2, 8);
@@ -35,7 +37,7 @@ describe.skipIf(!isBun)("split topology: three processes on NATS (e2e)", () => {
   const firstOrders: string[] = [];
 
   beforeAll(async () => {
-    // The shipped example, with free ports, temp data dirs and a bus prefix of this run's own.
+    // The shipped example, with free ports, temp data dirs, and a bus and schema prefix of this run's own.
     const topology = JSON.parse(readFileSync(join(repoRoot, "config/split.json"), "utf8")) as Topology;
     expect(Object.keys(topology.topology.processes)).toEqual(["core", "orders", "history"]);
     for (const [name, p] of Object.entries(topology.topology.processes)) {
@@ -44,6 +46,8 @@ describe.skipIf(!isBun)("split topology: three processes on NATS (e2e)", () => {
       Object.assign(p, { port, url: `http://127.0.0.1:${port}`, dataDir: dirs[name] });
     }
     topology.bus.nats = { ...topology.bus.nats, servers: [SHARED_NATS], prefix };
+    expect(topology.storage).toMatchObject({ kind: "postgres" });
+    topology.storage = pgStorageConfig(prefix);
     topology.rpc.timeoutMs = RPC_TIMEOUT_MS;
     file = join(pool.dir(), "split.json");
     writeFileSync(file, JSON.stringify(topology, null, 2));
@@ -52,6 +56,7 @@ describe.skipIf(!isBun)("split topology: three processes on NATS (e2e)", () => {
   afterAll(async () => {
     await pool.dispose();
     await deleteStreams(SHARED_NATS, prefix);
+    await dropPgPrefix(prefix);
   });
 
   it("refuses an inconsistent topology at start, exit 2, naming every problem", () => {
@@ -95,6 +100,11 @@ describe.skipIf(!isBun)("split topology: three processes on NATS (e2e)", () => {
       what: "the order in history's read model",
     });
     expect(view).toMatchObject({ status: "PENDING", totalCents: 6200, customerName: "Budi Santoso", lines: [{ productId, productName: "Kopi Toraja", quantity: 2 }] });
+    // Each module keeps its rows in its own schema of the test Postgres, under this run's prefix.
+    const counts = await pgTableCounts(prefix);
+    expect(Object.keys(counts).sort()).toEqual(["catalog", "customers", "order_history", "orders"].map((m) => `${prefix}_${m}`));
+    expect(counts[`${prefix}_orders`]).toMatchObject({ orders: 1 });
+    expect(counts[`${prefix}_order_history`]).toMatchObject({ orders: 1 });
 
     // orders called core over HTTP within the caller's trace: core logged both calls with its id.
     const routes = await waitFor(() => {
