@@ -78,7 +78,14 @@ async function main(): Promise<number> {
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
+  const { timeoutMs } = plan.config.shutdown;
+  const deadline = setTimeout(() => {
+    platform.logger.error("graceful shutdown did not finish in time; exiting", { timeoutMs });
+    process.exit(1);
+  }, timeoutMs);
+  deadline.unref();
   await platform.stop();
+  clearTimeout(deadline);
   return 0;
 }
 

@@ -133,11 +133,17 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     metrics,
     tracer,
     maxBodyBytes: config.http.maxBodyBytes,
+    // Ready = able to serve: every module's storage answers (migrations ran before start). The bus
+    // is reported but does not fail readiness: while it is away, writes still commit and their
+    // events wait in the outbox, so a load balancer must keep sending requests.
     readiness: async () => {
       if (stopped) throw new Error("shutting down");
       await Promise.all([...storages.values()].map((s) => s.ping()));
-      await bus.ping();
-      return { storage: "ok", migrations: "ok", bus: bus.kind };
+      const busCheck = await bus.ping().then(
+        () => bus.kind,
+        (err: Error) => `${bus.kind} unreachable, events wait in the outbox: ${err.message}`,
+      );
+      return { storage: "ok", migrations: "ok", bus: busCheck };
     },
   });
 
@@ -282,9 +288,14 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     },
     async stop() {
       if (stopped) return;
-      stopped = true;
+      stopped = true; // /readyz answers 503 from here on
       clearInterval(pruneTimer);
+      if (server && config.shutdown.drainMs > 0) {
+        logger.info("draining: not ready, still serving", { drainMs: config.shutdown.drainMs });
+        await new Promise((r) => setTimeout(r, config.shutdown.drainMs));
+      }
       await Promise.all([server?.stop(), grpcServer?.stop()]);
+      if (server) logger.info("stopped taking requests; in-flight requests finished");
       await cleanup();
       logger.info("platform stopped");
     },

@@ -63,6 +63,7 @@ describe("defaults", () => {
           postgres: { url: "postgres://postgres@127.0.0.1:5432/postgres", schemaPrefix: "selaras", provision: true, moduleUrls: {}, poolSize: 4, maxBatch: 256 },
         },
         sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000 },
+        shutdown: { drainMs: 0, timeoutMs: 30_000 },
         topology: { processes: {} },
         modules: {},
       },

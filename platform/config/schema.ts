@@ -51,7 +51,7 @@ const rpc = z
   .describe("Module-to-module RPC.");
 
 /** Keys a process of a topology may set for itself; everything else is shared by the processes. */
-export const PROCESS_OVERRIDES = ["port", "host", "dataDir", "logLevel", "serviceName", "http", "grpc", "rpc", "outbox", "sqlite"] as const;
+export const PROCESS_OVERRIDES = ["port", "host", "dataDir", "logLevel", "serviceName", "http", "grpc", "rpc", "outbox", "sqlite", "shutdown"] as const;
 
 // The override values are validated as the process's own configuration (with their keys' real
 // schemas and error messages) by loadConfig, so they are only `unknown` here.
@@ -68,6 +68,7 @@ const processEntry = z.strictObject({
   rpc: z.unknown().optional(),
   outbox: z.unknown().optional(),
   sqlite: z.unknown().optional(),
+  shutdown: z.unknown().optional(),
 } satisfies Record<(typeof PROCESS_OVERRIDES)[number] | "modules" | "url", z.ZodType>);
 
 const topology = z
@@ -173,6 +174,23 @@ const sqlite = z
   .prefault({})
   .describe("Embedded SQLite storage.");
 
+const shutdown = z
+  .strictObject({
+    drainMs: z
+      .int()
+      .min(0)
+      .max(600_000)
+      .default(0)
+      .describe("On SIGTERM, how long to keep serving while /readyz already answers 503, so a load balancer stops routing here before the listener closes, in ms (e.g. 5000 behind Kubernetes). 0: close at once; in-flight requests still finish."),
+    timeoutMs: z
+      .int()
+      .positive()
+      .default(30_000)
+      .describe("On SIGTERM, the most a graceful stop may take (drain, in-flight requests, relay flush, consumers) before the process exits with code 1, in ms."),
+  })
+  .prefault({})
+  .describe("Graceful shutdown on SIGTERM/SIGINT.");
+
 const postgresUrl = z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, "expected a postgres:// connection URL such as postgres://user@host:5432/database");
 
 const postgresStorage = z
@@ -230,6 +248,7 @@ export const PlatformConfigSchema = z.strictObject({
   bus,
   storage,
   sqlite,
+  shutdown,
   topology,
   modules: z
     .record(z.string(), z.unknown())

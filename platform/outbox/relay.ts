@@ -48,7 +48,12 @@ export class OutboxRelay {
   /** Publishes what is left (bounded by `timeoutMs`), then stops. */
   async stop(timeoutMs = 5000): Promise<void> {
     // A standby (another instance holds the module's relay lease) has nothing to flush.
-    if (this.storage.relayLeader) await Promise.race([this.drained(), new Promise((r) => setTimeout(r, timeoutMs).unref?.())]);
+    if (this.storage.relayLeader) {
+      const drained = await Promise.race([this.drained().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), timeoutMs).unref?.())]);
+      const { backlog } = await this.storage.outboxStats().catch(() => ({ backlog: -1 }));
+      if (drained) this.opts.logger.info("outbox relay flushed", { module: this.storage.module });
+      else this.opts.logger.warn("outbox relay stopped before the outbox was drained; the rest is published by the next start", { module: this.storage.module, backlog, timeoutMs });
+    }
     this.#running = false;
     this.storage.stopRelaying();
     this.#unlisten?.();

@@ -135,26 +135,34 @@ export class NatsBus implements Bus {
   }
 
   async deadLetters(consumer?: string): Promise<DeadLetter[]> {
+    this.#assertReachable();
     await this.ensureSystemStreams();
     return (await readDeadLetters(this.#dlq, consumer)).map((d) => d.letter);
   }
 
   /** Re-delivers dead letters to their consumer only; `seq` is the dead letter's own (see `deadLetters`). */
   async redrive(consumer: string, seq?: number): Promise<number> {
+    this.#assertReachable();
     await this.ensureSystemStreams();
     return redriveDeadLetters(this.#dlq, consumer, seq);
   }
 
   async consumerLag(): Promise<Map<string, number>> {
+    this.#assertReachable();
     const subs = [...this.#subs];
     const lags = await Promise.all(subs.map((s) => s.lag()));
     return new Map(subs.map((s, i) => [s.consumer, lags[i]!]));
   }
 
   async ping(): Promise<void> {
+    this.#assertReachable();
+    await this.jsm.getAccountInfo();
+  }
+
+  /** Fails at once while disconnected, instead of waiting out a request timeout (a /metrics scrape during an outage stays fast). */
+  #assertReachable(): void {
     if (this.#closed || this.nc.isClosed()) throw new Error("NATS connection is closed");
     if (!this.#connected) throw new Error("NATS is unreachable (reconnecting)");
-    await this.jsm.getAccountInfo();
   }
 
   /** Stops every subscription (in-flight messages finish and are acked), then drains the connection. */

@@ -120,19 +120,24 @@ describe("platform on NATS JetStream", () => {
       expect(res.status).toBe(200);
       return ((await res.json()) as { ids: string[] }).ids[0]!;
     };
-    const readyz = async () => (await t.platform.fetch(new Request("http://x/readyz"))).status;
+    const readyz = async () => {
+      const res = await t.platform.fetch(new Request("http://x/readyz"));
+      return { status: res.status, bus: ((await res.json()) as { checks?: { bus: string } }).checks?.bus };
+    };
     try {
       const ids = [await write("before")];
       await t.platform.settle();
       await server.stop();
-      await waitFor(async () => (await readyz()) === 503, { what: "not ready" });
+      // Still ready (writes commit, events wait in the outbox), and it says the bus is away.
+      await waitFor(async () => (await readyz()).bus?.startsWith("nats unreachable"), { what: "readiness to report the bus away" });
+      expect((await readyz()).status).toBe(200);
       for (let i = 0; i < 5; i++) ids.push(await write(`during ${i}`)); // committed to the outbox
       // Metrics keep answering during the outage, and show the events waiting in the outbox.
       const metrics = await t.platform.fetch(new Request("http://x/metrics"));
       expect(metrics.status).toBe(200);
       expect(await metrics.text()).toMatch(/selaras_outbox_backlog\{module="writer"\} [1-9]/);
       await server.restart();
-      await waitFor(async () => (await readyz()) === 200, { what: "ready again" });
+      await waitFor(async () => (await readyz()).bus === "nats", { what: "the bus back" });
       ids.push(await write("after"));
       await t.platform.settle(20_000);
       // Once each, in order of processing (one aggregate).
