@@ -83,18 +83,34 @@ export interface ModuleStorage {
   queryRaw<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
 }
 
-/** A handler for one event type, run inside the consumer's transaction together with its inbox entry. */
-export interface EventHandler<D extends DescMessage = DescMessage> {
+/**
+ * A handler for one event type, run inside the consumer's transaction together with its inbox
+ * entry. `load`, when given, runs first, outside the transaction: it reads what `handle` needs to
+ * decide (an account, a saga, an event stream). `handle` then only writes, with checks — if a
+ * check throws `WriteConflict` (someone else changed what was loaded), the platform loads and
+ * handles the event again.
+ */
+export interface EventHandler<D extends DescMessage = DescMessage, S = any> {
   readonly event: D;
-  handle(event: MessageShape<D>, meta: EventMeta, tx: Tx): void;
+  readonly load?: (event: MessageShape<D>, meta: EventMeta) => Promise<S>;
+  handle(event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S): void;
 }
 
-/** Binds an event schema to its handler with full typing. @example on(OrderCreatedSchema, (e, meta, tx) => {...}) */
-export function on<D extends DescMessage>(
+/**
+ * Binds an event schema to its handler with full typing.
+ * @example on(OrderCreatedSchema, (e, meta, tx) => {...})
+ * @example on(OrderCreatedSchema, { load: (e) => accounts.byId(storage, e.customerId), handle: (e, meta, tx, account) => {...} })
+ */
+export function on<D extends DescMessage>(event: D, handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx) => void): EventHandler<D, undefined>;
+export function on<D extends DescMessage, S>(
   event: D,
-  handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx) => void,
-): EventHandler<D> {
-  return { event, handle };
+  handler: { load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>; handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void },
+): EventHandler<D, S>;
+export function on<D extends DescMessage, S>(
+  event: D,
+  handler: ((event: MessageShape<D>, meta: EventMeta, tx: Tx) => void) | { load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>; handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void },
+): EventHandler<D, S> {
+  return typeof handler === "function" ? { event, handle: handler as EventHandler<D, S>["handle"] } : { event, load: handler.load, handle: handler.handle };
 }
 
 /** A durable subscription: its events are delivered at least once, in order per aggregate, with effects exactly once (inbox). */
@@ -122,11 +138,20 @@ export interface ModuleContext<C> {
   readonly config: C;
   readonly storage: ModuleStorage;
   readonly logger: Logger;
+  /** The process's Prometheus registry, for the module's own figures. */
+  readonly metrics: ModuleMetrics;
   /**
    * A typed client for another module's service. In-process when the callee runs here (no
    * serialisation, no network), Connect over HTTP when it does not; the calling code is the same.
    */
   client<S extends DescService>(service: S): Client<S>;
+}
+
+/** The metrics a module may define (names start with `selaras_`). */
+export interface ModuleMetrics {
+  /** A gauge read at scrape time; a collect that throws leaves it empty for that scrape. */
+  gauge(name: string, help: string, labelNames: string[], collect: (set: (labels: Record<string, string>, value: number) => void) => void | Promise<void>): void;
+  counter(name: string, help: string, labelNames: string[]): { labels(labels: Record<string, string>): { inc(n?: number): void } };
 }
 
 /** What a started module gives back to the platform. */

@@ -176,6 +176,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         config: moduleConfigs.get(manifest.name),
         storage,
         logger: logger.child({ module: manifest.name }),
+        metrics: { gauge: (name, help, labels, collect) => metrics.gaugeFn(name, help, labels, collect), counter: (name, help, labels) => metrics.counter(name, help, labels) },
         client,
       };
       const instance = await manifest.start(ctx);

@@ -4,10 +4,11 @@ import { parseOrThrow } from "../../platform/validate.ts";
 import { IdempotencyKeyHeader, OrderId, PlaceOrderInput } from "./commands/inputs.ts";
 import { placeOrder, type PlaceOrderDeps } from "./commands/place-order.ts";
 import type { Order } from "./domain/order.ts";
-import { getOrder } from "./queries/get-order.ts";
+import { resumeSaga } from "./commands/advance-saga.ts";
+import { getOrder, type SagaView } from "./queries/get-order.ts";
 
-/** The public JSON shape of an order; `reason` only when there is one. */
-function toJson(o: Order) {
+/** The public JSON shape of an order; `reason` only when there is one; `saga` where the placement saga is. */
+function toJson(o: Order & { saga?: SagaView }) {
   return {
     id: o.id,
     customerId: o.customerId,
@@ -16,6 +17,15 @@ function toJson(o: Order) {
     lines: o.lines.map((l) => ({ productId: l.productId, quantity: l.quantity, unitPriceCents: l.unitPriceCents, lineTotalCents: l.lineTotalCents })),
     ...(o.reason ? { reason: o.reason } : {}),
     createdAt: new Date(o.createdAt).toISOString(),
+    ...(o.saga && {
+      saga: {
+        state: o.saga.state,
+        ...(o.saga.deadlineAt !== undefined && { deadline: new Date(o.saga.deadlineAt).toISOString() }),
+        ...(o.saga.reason && { reason: o.saga.reason }),
+        compensationAttempts: o.saga.attempts,
+        history: o.saga.history.map((h) => ({ at: new Date(h.at).toISOString(), state: h.state, note: h.note })),
+      },
+    }),
   };
 }
 
@@ -30,5 +40,11 @@ export function ordersRoutes(deps: PlaceOrderDeps) {
       return c.json({ id: order.id, status: order.status }, 202);
     });
     app.get("/api/v1/orders/:id", async (c) => c.json(toJson(await getOrder(deps.storage, pathParam(c, "id", OrderId)))));
+    // The operator's way out of STUCK: request the pending compensations again.
+    app.post("/api/v1/orders/:id/saga/resume", async (c) => {
+      const id = pathParam(c, "id", OrderId);
+      await resumeSaga({ storage: deps.storage, timings: deps.timings }, id);
+      return c.json(toJson(await getOrder(deps.storage, id)));
+    });
   };
 }

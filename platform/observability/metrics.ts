@@ -60,6 +60,11 @@ export class Metrics {
     });
   }
 
+  /** A counter a module defines (its name should start with `selaras_`). @example metrics.counter("selaras_saga_transitions_total", "…", ["to"]) */
+  counter(name: string, help: string, labelNames: string[]): Counter<string> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

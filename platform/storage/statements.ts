@@ -73,6 +73,16 @@ export interface WriteChecks {
   readonly ifDuplicate?: () => Error;
 }
 
+/**
+ * A write found the data changed since it was read (an expected-version `UPDATE` that matched no
+ * row, an append at a version someone else took). Throw it from a check
+ * (`ifUnchanged: () => new WriteConflict(...)`): event handlers are then loaded and run again;
+ * a command decides itself whether to retry.
+ */
+export class WriteConflict extends Error {
+  override readonly name = "WriteConflict";
+}
+
 /** Per-connection cache of compiled statements. */
 export class StatementCache<C> {
   readonly #compiled = new WeakMap<object, C>();

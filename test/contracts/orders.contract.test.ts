@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CatalogService } from "../../gen/catalog/v1/catalog_pb.ts";
 import { CustomerService } from "../../gen/customers/v1/customers_pb.ts";
 import { OrderCreatedSchema } from "../../gen/orders/v1/events_pb.ts";
-import { OrderService, OrderStatus } from "../../gen/orders/v1/orders_pb.ts";
+import { OrderService, OrderStatus, SagaState } from "../../gen/orders/v1/orders_pb.ts";
 import catalog from "../../modules/catalog/index.ts";
 import customers from "../../modules/customers/index.ts";
 import orders from "../../modules/orders/index.ts";
@@ -83,7 +83,11 @@ describe("orders contract", () => {
       ],
     });
     expect(timestampMs(order!.createdAt!)).toBeGreaterThanOrEqual(before);
-    expect((await client.getOrder({ id: order!.id })).order).toEqual(order);
+    // Read back: the same order, now with its saga, which waits for the payment until its deadline.
+    const read = (await client.getOrder({ id: order!.id })).order!;
+    expect({ ...read, saga: undefined }).toEqual(order);
+    expect(read.saga).toMatchObject({ state: SagaState.AWAITING_PAYMENT, compensationAttempts: 0, reason: "", history: [{ state: SagaState.AWAITING_PAYMENT, note: "order-placed" }] });
+    expect(timestampMs(read.saga!.deadline!)).toBeGreaterThan(timestampMs(order!.createdAt!));
 
     const seen = await waitFor(() => eventsFor(events.events, order!.id)[0]);
     expect(seen.type).toBe(OrderCreatedSchema.typeName);
@@ -221,6 +225,7 @@ describe("orders contract", () => {
           { productId: teh, quantity: 1, unitPriceCents: 1200, lineTotalCents: 1200 },
         ],
         createdAt: expect.any(String),
+        saga: { state: "AWAITING_PAYMENT", deadline: expect.any(String), compensationAttempts: 0, history: [{ at: body.createdAt, state: "AWAITING_PAYMENT", note: "order-placed" }] },
       });
       expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt);
     });

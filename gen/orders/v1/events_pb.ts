@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/events.proto.
  */
 export const file_orders_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChZvcmRlcnMvdjEvZXZlbnRzLnByb3RvEglvcmRlcnMudjEinwEKDE9yZGVyQ3JlYXRlZBIQCghvcmRlcl9pZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIjCgVsaW5lcxgDIAMoCzIULm9yZGVycy52MS5PcmRlckxpbmUSEwoLdG90YWxfY2VudHMYBCABKAMSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_timestamp, file_orders_v1_orders]);
+  fileDesc("ChZvcmRlcnMvdjEvZXZlbnRzLnByb3RvEglvcmRlcnMudjEinwEKDE9yZGVyQ3JlYXRlZBIQCghvcmRlcl9pZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIjCgVsaW5lcxgDIAMoCzIULm9yZGVycy52MS5PcmRlckxpbmUSEwoLdG90YWxfY2VudHMYBCABKAMSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMQoJU3RvY2tMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAUiUgoZU3RvY2tSZXNlcnZhdGlvblJlcXVlc3RlZBIQCghvcmRlcl9pZBgBIAEoCRIjCgVsaW5lcxgCIAMoCzIULm9yZGVycy52MS5TdG9ja0xpbmUiUAoWUGF5bWVudFJlZnVuZFJlcXVlc3RlZBIQCghvcmRlcl9pZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgFIjoKFVN0b2NrUmVsZWFzZVJlcXVlc3RlZBIQCghvcmRlcl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFIkwKDk9yZGVyQ29uZmlybWVkEhAKCG9yZGVyX2lkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEhMKC3RvdGFsX2NlbnRzGAMgASgDIkcKDk9yZGVyQ2FuY2VsbGVkEhAKCG9yZGVyX2lkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp, file_orders_v1_orders]);
 
 /**
  * Published by orders when an order is placed; starts the placement saga. Aggregate: the order id.
@@ -64,4 +64,193 @@ export type OrderCreated = Message<"orders.v1.OrderCreated"> & {
  */
 export const OrderCreatedSchema: GenMessage<OrderCreated> = /*@__PURE__*/
   messageDesc(file_orders_v1_events, 0);
+
+/**
+ * A product and a quantity to reserve.
+ *
+ * @generated from message orders.v1.StockLine
+ */
+export type StockLine = Message<"orders.v1.StockLine"> & {
+  /**
+   * The product.
+   *
+   * @generated from field: string product_id = 1;
+   */
+  productId: string;
+
+  /**
+   * Units.
+   *
+   * @generated from field: int32 quantity = 2;
+   */
+  quantity: number;
+};
+
+/**
+ * Describes the message orders.v1.StockLine.
+ * Use `create(StockLineSchema)` to create a new message.
+ */
+export const StockLineSchema: GenMessage<StockLine> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 1);
+
+/**
+ * Saga command: reserve every line of a paid order (all or none). Aggregate: the order id.
+ *
+ * @generated from message orders.v1.StockReservationRequested
+ */
+export type StockReservationRequested = Message<"orders.v1.StockReservationRequested"> & {
+  /**
+   * The order.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * What to reserve.
+   *
+   * @generated from field: repeated orders.v1.StockLine lines = 2;
+   */
+  lines: StockLine[];
+};
+
+/**
+ * Describes the message orders.v1.StockReservationRequested.
+ * Use `create(StockReservationRequestedSchema)` to create a new message.
+ */
+export const StockReservationRequestedSchema: GenMessage<StockReservationRequested> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 2);
+
+/**
+ * Saga compensation: give back the order's payment, or void it if nothing was charged yet. Aggregate: the order id.
+ *
+ * @generated from message orders.v1.PaymentRefundRequested
+ */
+export type PaymentRefundRequested = Message<"orders.v1.PaymentRefundRequested"> & {
+  /**
+   * The order.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * The customer to credit.
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * Which attempt of this compensation (1, 2, ...); receivers act once per order whatever the attempt.
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message orders.v1.PaymentRefundRequested.
+ * Use `create(PaymentRefundRequestedSchema)` to create a new message.
+ */
+export const PaymentRefundRequestedSchema: GenMessage<PaymentRefundRequested> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 3);
+
+/**
+ * Saga compensation: release the order's reservation, or refuse a later one. Aggregate: the order id.
+ *
+ * @generated from message orders.v1.StockReleaseRequested
+ */
+export type StockReleaseRequested = Message<"orders.v1.StockReleaseRequested"> & {
+  /**
+   * The order.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * Which attempt of this compensation (1, 2, ...).
+   *
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message orders.v1.StockReleaseRequested.
+ * Use `create(StockReleaseRequestedSchema)` to create a new message.
+ */
+export const StockReleaseRequestedSchema: GenMessage<StockReleaseRequested> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 4);
+
+/**
+ * Published when an order is paid and reserved: final. Aggregate: the order id.
+ *
+ * @generated from message orders.v1.OrderConfirmed
+ */
+export type OrderConfirmed = Message<"orders.v1.OrderConfirmed"> & {
+  /**
+   * The order.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * Its customer.
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * The amount paid, in cents.
+   *
+   * @generated from field: int64 total_cents = 3;
+   */
+  totalCents: bigint;
+};
+
+/**
+ * Describes the message orders.v1.OrderConfirmed.
+ * Use `create(OrderConfirmedSchema)` to create a new message.
+ */
+export const OrderConfirmedSchema: GenMessage<OrderConfirmed> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 5);
+
+/**
+ * Published when an order is cancelled and its earlier steps compensated: final. Aggregate: the order id.
+ *
+ * @generated from message orders.v1.OrderCancelled
+ */
+export type OrderCancelled = Message<"orders.v1.OrderCancelled"> & {
+  /**
+   * The order.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * Its customer.
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * Why, kebab-case: `insufficient-credit`, `out-of-stock`, `payment-timeout`, `stock-timeout`.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message orders.v1.OrderCancelled.
+ * Use `create(OrderCancelledSchema)` to create a new message.
+ */
+export const OrderCancelledSchema: GenMessage<OrderCancelled> = /*@__PURE__*/
+  messageDesc(file_orders_v1_events, 6);
 

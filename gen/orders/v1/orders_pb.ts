@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/orders.proto.
  */
 export const file_orders_v1_orders: GenFile = /*@__PURE__*/
-  fileDesc("ChZvcmRlcnMvdjEvb3JkZXJzLnByb3RvEglvcmRlcnMudjEiZQoJT3JkZXJMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAUSGAoQdW5pdF9wcmljZV9jZW50cxgDIAEoAxIYChBsaW5lX3RvdGFsX2NlbnRzGAQgASgDIsoBCgVPcmRlchIKCgJpZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRImCgZzdGF0dXMYAyABKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSEwoLdG90YWxfY2VudHMYBCABKAMSIwoFbGluZXMYBSADKAsyFC5vcmRlcnMudjEuT3JkZXJMaW5lEg4KBnJlYXNvbhgGIAEoCRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI2Cg5PcmRlckxpbmVJbnB1dBISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFImsKEVBsYWNlT3JkZXJSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEigKBWxpbmVzGAIgAygLMhkub3JkZXJzLnYxLk9yZGVyTGluZUlucHV0EhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSJHChJQbGFjZU9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXISEAoIcmVwbGF5ZWQYAiABKAgiHQoPR2V0T3JkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjMKEEdldE9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIqfQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIaChZPUkRFUl9TVEFUVVNfQ09ORklSTUVEEAISGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBADMqMBCgxPcmRlclNlcnZpY2USSQoKUGxhY2VPcmRlchIcLm9yZGVycy52MS5QbGFjZU9yZGVyUmVxdWVzdBodLm9yZGVycy52MS5QbGFjZU9yZGVyUmVzcG9uc2USSAoIR2V0T3JkZXISGi5vcmRlcnMudjEuR2V0T3JkZXJSZXF1ZXN0Ghsub3JkZXJzLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZvcmRlcnMvdjEvb3JkZXJzLnByb3RvEglvcmRlcnMudjEiZQoJT3JkZXJMaW5lEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAUSGAoQdW5pdF9wcmljZV9jZW50cxgDIAEoAxIYChBsaW5lX3RvdGFsX2NlbnRzGAQgASgDIukBCgVPcmRlchIKCgJpZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRImCgZzdGF0dXMYAyABKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSEwoLdG90YWxfY2VudHMYBCABKAMSIwoFbGluZXMYBSADKAsyFC5vcmRlcnMudjEuT3JkZXJMaW5lEg4KBnJlYXNvbhgGIAEoCRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgRzYWdhGAggASgLMg8ub3JkZXJzLnYxLlNhZ2EibQoQU2FnYUhpc3RvcnlFbnRyeRImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoFc3RhdGUYAiABKA4yFC5vcmRlcnMudjEuU2FnYVN0YXRlEgwKBG5vdGUYAyABKAkitgEKBFNhZ2ESIwoFc3RhdGUYASABKA4yFC5vcmRlcnMudjEuU2FnYVN0YXRlEiwKCGRlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVjb21wZW5zYXRpb25fYXR0ZW1wdHMYAyABKAUSDgoGcmVhc29uGAQgASgJEiwKB2hpc3RvcnkYBSADKAsyGy5vcmRlcnMudjEuU2FnYUhpc3RvcnlFbnRyeSI2Cg5PcmRlckxpbmVJbnB1dBISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgFIiUKEVJlc3VtZVNhZ2FSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjUKElJlc3VtZVNhZ2FSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlciIXChVHZXRTYWdhU3VtbWFyeVJlcXVlc3QiRAoOU2FnYVN0YXRlQ291bnQSIwoFc3RhdGUYASABKA4yFC5vcmRlcnMudjEuU2FnYVN0YXRlEg0KBWNvdW50GAIgASgDIo4BChZHZXRTYWdhU3VtbWFyeVJlc3BvbnNlEikKBnN0YXRlcxgBIAMoCzIZLm9yZGVycy52MS5TYWdhU3RhdGVDb3VudBIdChVjb25maXJtZWRfdG90YWxfY2VudHMYAiABKAMSDwoHb3ZlcmR1ZRgDIAEoAxIZChFvdmVyZHVlX29yZGVyX2lkcxgEIAMoCSJrChFQbGFjZU9yZGVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRIoCgVsaW5lcxgCIAMoCzIZLm9yZGVycy52MS5PcmRlckxpbmVJbnB1dBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiRwoSUGxhY2VPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhAKCHJlcGxheWVkGAIgASgIIh0KD0dldE9yZGVyUmVxdWVzdBIKCgJpZBgBIAEoCSIzChBHZXRPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyKn0KC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESGgoWT1JERVJfU1RBVFVTX0NPTkZJUk1FRBACEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAyrOAQoJU2FnYVN0YXRlEhoKFlNBR0FfU1RBVEVfVU5TUEVDSUZJRUQQABIfChtTQUdBX1NUQVRFX0FXQUlUSU5HX1BBWU1FTlQQARIdChlTQUdBX1NUQVRFX0FXQUlUSU5HX1NUT0NLEAISGwoXU0FHQV9TVEFURV9DT01QRU5TQVRJTkcQAxIYChRTQUdBX1NUQVRFX0NPTkZJUk1FRBAEEhgKFFNBR0FfU1RBVEVfQ0FOQ0VMTEVEEAUSFAoQU0FHQV9TVEFURV9TVFVDSxAGMsoCCgxPcmRlclNlcnZpY2USSQoKUGxhY2VPcmRlchIcLm9yZGVycy52MS5QbGFjZU9yZGVyUmVxdWVzdBodLm9yZGVycy52MS5QbGFjZU9yZGVyUmVzcG9uc2USSAoIR2V0T3JkZXISGi5vcmRlcnMudjEuR2V0T3JkZXJSZXF1ZXN0Ghsub3JkZXJzLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACARJJCgpSZXN1bWVTYWdhEhwub3JkZXJzLnYxLlJlc3VtZVNhZ2FSZXF1ZXN0Gh0ub3JkZXJzLnYxLlJlc3VtZVNhZ2FSZXNwb25zZRJaCg5HZXRTYWdhU3VtbWFyeRIgLm9yZGVycy52MS5HZXRTYWdhU3VtbWFyeVJlcXVlc3QaIS5vcmRlcnMudjEuR2V0U2FnYVN1bW1hcnlSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * One line of an order, priced when the order was placed.
@@ -110,6 +110,13 @@ export type Order = Message<"orders.v1.Order"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 7;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * The placement saga of this order.
+   *
+   * @generated from field: orders.v1.Saga saga = 8;
+   */
+  saga?: Saga | undefined;
 };
 
 /**
@@ -118,6 +125,90 @@ export type Order = Message<"orders.v1.Order"> & {
  */
 export const OrderSchema: GenMessage<Order> = /*@__PURE__*/
   messageDesc(file_orders_v1_orders, 1);
+
+/**
+ * One entry of a saga's history.
+ *
+ * @generated from message orders.v1.SagaHistoryEntry
+ */
+export type SagaHistoryEntry = Message<"orders.v1.SagaHistoryEntry"> & {
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * The state entered.
+   *
+   * @generated from field: orders.v1.SagaState state = 2;
+   */
+  state: SagaState;
+
+  /**
+   * What happened, e.g. `payment-processed`, `stock-timeout`, `refund-retried`.
+   *
+   * @generated from field: string note = 3;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message orders.v1.SagaHistoryEntry.
+ * Use `create(SagaHistoryEntrySchema)` to create a new message.
+ */
+export const SagaHistoryEntrySchema: GenMessage<SagaHistoryEntry> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 2);
+
+/**
+ * The placement saga of one order: OrderCreated -> PaymentProcessed -> InventoryReserved -> OrderConfirmed.
+ *
+ * @generated from message orders.v1.Saga
+ */
+export type Saga = Message<"orders.v1.Saga"> & {
+  /**
+   * Current state.
+   *
+   * @generated from field: orders.v1.SagaState state = 1;
+   */
+  state: SagaState;
+
+  /**
+   * When the current step times out (unset once done).
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 2;
+   */
+  deadline?: Timestamp | undefined;
+
+  /**
+   * Attempts of the current compensation so far.
+   *
+   * @generated from field: int32 compensation_attempts = 3;
+   */
+  compensationAttempts: number;
+
+  /**
+   * Why it is cancelling or cancelled, kebab-case; empty otherwise.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * Every state change, oldest first.
+   *
+   * @generated from field: repeated orders.v1.SagaHistoryEntry history = 5;
+   */
+  history: SagaHistoryEntry[];
+};
+
+/**
+ * Describes the message orders.v1.Saga.
+ * Use `create(SagaSchema)` to create a new message.
+ */
+export const SagaSchema: GenMessage<Saga> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 3);
 
 /**
  * A line as requested by the client, before pricing.
@@ -145,7 +236,134 @@ export type OrderLineInput = Message<"orders.v1.OrderLineInput"> & {
  * Use `create(OrderLineInputSchema)` to create a new message.
  */
 export const OrderLineInputSchema: GenMessage<OrderLineInput> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 2);
+  messageDesc(file_orders_v1_orders, 4);
+
+/**
+ * Input of OrderService.ResumeSaga.
+ *
+ * @generated from message orders.v1.ResumeSagaRequest
+ */
+export type ResumeSagaRequest = Message<"orders.v1.ResumeSagaRequest"> & {
+  /**
+   * The order whose saga to resume.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+};
+
+/**
+ * Describes the message orders.v1.ResumeSagaRequest.
+ * Use `create(ResumeSagaRequestSchema)` to create a new message.
+ */
+export const ResumeSagaRequestSchema: GenMessage<ResumeSagaRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 5);
+
+/**
+ * Output of OrderService.ResumeSaga.
+ *
+ * @generated from message orders.v1.ResumeSagaResponse
+ */
+export type ResumeSagaResponse = Message<"orders.v1.ResumeSagaResponse"> & {
+  /**
+   * The order after resuming.
+   *
+   * @generated from field: orders.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message orders.v1.ResumeSagaResponse.
+ * Use `create(ResumeSagaResponseSchema)` to create a new message.
+ */
+export const ResumeSagaResponseSchema: GenMessage<ResumeSagaResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 6);
+
+/**
+ * Input of OrderService.GetSagaSummary.
+ *
+ * @generated from message orders.v1.GetSagaSummaryRequest
+ */
+export type GetSagaSummaryRequest = Message<"orders.v1.GetSagaSummaryRequest"> & {
+};
+
+/**
+ * Describes the message orders.v1.GetSagaSummaryRequest.
+ * Use `create(GetSagaSummaryRequestSchema)` to create a new message.
+ */
+export const GetSagaSummaryRequestSchema: GenMessage<GetSagaSummaryRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 7);
+
+/**
+ * How many sagas are in one state.
+ *
+ * @generated from message orders.v1.SagaStateCount
+ */
+export type SagaStateCount = Message<"orders.v1.SagaStateCount"> & {
+  /**
+   * The state.
+   *
+   * @generated from field: orders.v1.SagaState state = 1;
+   */
+  state: SagaState;
+
+  /**
+   * How many sagas are in it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message orders.v1.SagaStateCount.
+ * Use `create(SagaStateCountSchema)` to create a new message.
+ */
+export const SagaStateCountSchema: GenMessage<SagaStateCount> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 8);
+
+/**
+ * Output of OrderService.GetSagaSummary.
+ *
+ * @generated from message orders.v1.GetSagaSummaryResponse
+ */
+export type GetSagaSummaryResponse = Message<"orders.v1.GetSagaSummaryResponse"> & {
+  /**
+   * Sagas per state.
+   *
+   * @generated from field: repeated orders.v1.SagaStateCount states = 1;
+   */
+  states: SagaStateCount[];
+
+  /**
+   * Sum of the totals of CONFIRMED orders, in cents.
+   *
+   * @generated from field: int64 confirmed_total_cents = 2;
+   */
+  confirmedTotalCents: bigint;
+
+  /**
+   * Sagas that are not done and whose deadline has passed by more than the given grace.
+   *
+   * @generated from field: int64 overdue = 3;
+   */
+  overdue: bigint;
+
+  /**
+   * Ids of up to 20 overdue sagas.
+   *
+   * @generated from field: repeated string overdue_order_ids = 4;
+   */
+  overdueOrderIds: string[];
+};
+
+/**
+ * Describes the message orders.v1.GetSagaSummaryResponse.
+ * Use `create(GetSagaSummaryResponseSchema)` to create a new message.
+ */
+export const GetSagaSummaryResponseSchema: GenMessage<GetSagaSummaryResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 9);
 
 /**
  * Input of OrderService.PlaceOrder.
@@ -180,7 +398,7 @@ export type PlaceOrderRequest = Message<"orders.v1.PlaceOrderRequest"> & {
  * Use `create(PlaceOrderRequestSchema)` to create a new message.
  */
 export const PlaceOrderRequestSchema: GenMessage<PlaceOrderRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 3);
+  messageDesc(file_orders_v1_orders, 10);
 
 /**
  * Output of OrderService.PlaceOrder.
@@ -208,7 +426,7 @@ export type PlaceOrderResponse = Message<"orders.v1.PlaceOrderResponse"> & {
  * Use `create(PlaceOrderResponseSchema)` to create a new message.
  */
 export const PlaceOrderResponseSchema: GenMessage<PlaceOrderResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 4);
+  messageDesc(file_orders_v1_orders, 11);
 
 /**
  * Input of OrderService.GetOrder.
@@ -229,7 +447,7 @@ export type GetOrderRequest = Message<"orders.v1.GetOrderRequest"> & {
  * Use `create(GetOrderRequestSchema)` to create a new message.
  */
 export const GetOrderRequestSchema: GenMessage<GetOrderRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 5);
+  messageDesc(file_orders_v1_orders, 12);
 
 /**
  * Output of OrderService.GetOrder.
@@ -250,7 +468,7 @@ export type GetOrderResponse = Message<"orders.v1.GetOrderResponse"> & {
  * Use `create(GetOrderResponseSchema)` to create a new message.
  */
 export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 6);
+  messageDesc(file_orders_v1_orders, 13);
 
 /**
  * Where an order is in the placement saga.
@@ -294,6 +512,68 @@ export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
   enumDesc(file_orders_v1_orders, 0);
 
 /**
+ * Where an order's placement saga is.
+ *
+ * @generated from enum orders.v1.SagaState
+ */
+export enum SagaState {
+  /**
+   * Not set; never stored.
+   *
+   * @generated from enum value: SAGA_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for payments to charge the order.
+   *
+   * @generated from enum value: SAGA_STATE_AWAITING_PAYMENT = 1;
+   */
+  AWAITING_PAYMENT = 1,
+
+  /**
+   * Paid; waiting for inventory to reserve every line.
+   *
+   * @generated from enum value: SAGA_STATE_AWAITING_STOCK = 2;
+   */
+  AWAITING_STOCK = 2,
+
+  /**
+   * A step failed or timed out; waiting for the refund and the stock release to be acknowledged.
+   *
+   * @generated from enum value: SAGA_STATE_COMPENSATING = 3;
+   */
+  COMPENSATING = 3,
+
+  /**
+   * Done: the order is CONFIRMED.
+   *
+   * @generated from enum value: SAGA_STATE_CONFIRMED = 4;
+   */
+  CONFIRMED = 4,
+
+  /**
+   * Done: the order is CANCELLED and every earlier step was compensated.
+   *
+   * @generated from enum value: SAGA_STATE_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * A compensation kept failing after every retry: an operator must look and resume it (ResumeSaga).
+   *
+   * @generated from enum value: SAGA_STATE_STUCK = 6;
+   */
+  STUCK = 6,
+}
+
+/**
+ * Describes the enum orders.v1.SagaState.
+ */
+export const SagaStateSchema: GenEnum<SagaState> = /*@__PURE__*/
+  enumDesc(file_orders_v1_orders, 1);
+
+/**
  * Owns orders and orchestrates the order-placement saga.
  *
  * @generated from service orders.v1.OrderService
@@ -320,6 +600,27 @@ export const OrderService: GenService<{
     methodKind: "unary";
     input: typeof GetOrderRequestSchema;
     output: typeof GetOrderResponseSchema;
+  },
+  /**
+   * Restarts the compensation of a STUCK saga (after an operator fixed the cause), with fresh
+   * retries. FailedPrecondition (`saga-not-stuck`) unless it is STUCK.
+   *
+   * @generated from rpc orders.v1.OrderService.ResumeSaga
+   */
+  resumeSaga: {
+    methodKind: "unary";
+    input: typeof ResumeSagaRequestSchema;
+    output: typeof ResumeSagaResponseSchema;
+  },
+  /**
+   * Totals over every order and saga, for the invariant checker.
+   *
+   * @generated from rpc orders.v1.OrderService.GetSagaSummary
+   */
+  getSagaSummary: {
+    methodKind: "unary";
+    input: typeof GetSagaSummaryRequestSchema;
+    output: typeof GetSagaSummaryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orders_v1_orders, 0);

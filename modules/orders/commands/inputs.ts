@@ -33,3 +33,6 @@ export const IdempotencyKeyField = z.object({ idempotencyKey: IdempotencyKey.opt
 
 /** The REST `Idempotency-Key` header: absent means no idempotency; present, it must be 1..200 characters. */
 export const IdempotencyKeyHeader = z.object({ "Idempotency-Key": IdempotencyKey.optional() });
+
+/** Input of ResumeSaga. */
+export const ResumeSagaInput = z.strictObject({ orderId: OrderId });

@@ -6,15 +6,18 @@ import { newId } from "../../../platform/ids.ts";
 import type { ModuleStorage } from "../../../platform/module.ts";
 import { domainError, invalidArgument, type FieldViolation } from "../../../platform/rpc/errors.ts";
 import { newOrder, priceLines, requestFingerprint, type Order } from "../domain/order.ts";
+import { startSaga, type SagaTimings } from "../domain/saga.ts";
+import { sagaStore } from "../db/saga-store.ts";
 import { idempotencyStore, orderStore } from "../db/store.ts";
 import { orderCreated } from "../events/publish.ts";
 import type { PlaceOrderInput } from "./inputs.ts";
 
-/** What PlaceOrder needs: the module's storage and the clients of the services it prices with. */
+/** What PlaceOrder needs: the module's storage, the clients of the services it prices with, the saga's timings. */
 export interface PlaceOrderDeps {
   readonly storage: ModuleStorage;
   readonly catalog: Client<typeof CatalogService>;
   readonly customers: Client<typeof CustomerService>;
+  readonly timings: SagaTimings;
 }
 
 /** The placed order; `replayed` when an earlier request with the same idempotency key placed it. */
@@ -25,8 +28,9 @@ export interface PlaceOrderResult {
 
 /**
  * Places an order: looks the customer and the products up (every await happens here, before the
- * transaction), prices the lines, then in one transaction inserts the PENDING order, records the
- * idempotency key and writes OrderCreated to the outbox.
+ * transaction), prices the lines, then in one transaction inserts the PENDING order and its saga
+ * (awaiting payment, with its deadline), records the idempotency key and writes OrderCreated —
+ * which starts the saga — to the outbox.
  *
  * With an idempotency key, the same key and request return the first order (`replayed`), and the
  * same key with another request fails with AlreadyExists (`idempotency-key-reused`). The key is
@@ -54,6 +58,7 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, i
   try {
     return await deps.storage.transact((tx) => {
       orderStore.insert(tx, order);
+      sagaStore.insert(tx, startSaga(order.id, now, deps.timings), now, "order-placed");
       if (key) idempotencyStore.insert(tx, { ...key, orderId: order.id, createdAt: now }, { ifDuplicate: () => new KeyTaken() });
       orderCreated(tx, order);
       return { order, replayed: false };

@@ -1,5 +1,6 @@
 import { bigint, integer, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
 import type { OrderStatus } from "../domain/order.ts";
+import type { SagaState } from "../domain/saga.ts";
 
 /** Orders; see migrations/orders/postgres. */
 export const orders = pgTable("orders", {
@@ -33,3 +34,29 @@ export const idempotencyKeys = pgTable("idempotency_keys", {
   orderId: text("order_id").notNull(),
   createdAt: bigint("created_at", { mode: "number" }).notNull(),
 });
+
+/** The placement saga of each order; see migrations/orders/postgres/0003_saga.sql. */
+export const sagas = pgTable("sagas", {
+  orderId: text("order_id").primaryKey(),
+  state: text("state").$type<SagaState>().notNull(),
+  reason: text("reason").notNull(),
+  deadlineAt: bigint("deadline_at", { mode: "number" }),
+  refundPending: integer("refund_pending").notNull(),
+  releasePending: integer("release_pending").notNull(),
+  attempts: integer("attempts").notNull(),
+  version: bigint("version", { mode: "number" }).notNull(),
+  updatedAt: bigint("updated_at", { mode: "number" }).notNull(),
+});
+
+/** Every transition of a saga. */
+export const sagaHistory = pgTable(
+  "saga_history",
+  {
+    orderId: text("order_id").notNull(),
+    version: bigint("version", { mode: "number" }).notNull(),
+    at: bigint("at", { mode: "number" }).notNull(),
+    state: text("state").$type<SagaState>().notNull(),
+    note: text("note").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.orderId, t.version] })],
+);

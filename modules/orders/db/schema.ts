@@ -1,5 +1,6 @@
 import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import type { OrderStatus } from "../domain/order.ts";
+import type { SagaState } from "../domain/saga.ts";
 
 /** Orders; see migrations/orders/sqlite. */
 export const orders = sqliteTable("orders", {
@@ -33,3 +34,29 @@ export const idempotencyKeys = sqliteTable("idempotency_keys", {
   orderId: text("order_id").notNull(),
   createdAt: integer("created_at").notNull(),
 });
+
+/** The placement saga of each order; see migrations/orders/sqlite/0003_saga.sql. */
+export const sagas = sqliteTable("sagas", {
+  orderId: text("order_id").primaryKey(),
+  state: text("state").$type<SagaState>().notNull(),
+  reason: text("reason").notNull(),
+  deadlineAt: integer("deadline_at"),
+  refundPending: integer("refund_pending").notNull(),
+  releasePending: integer("release_pending").notNull(),
+  attempts: integer("attempts").notNull(),
+  version: integer("version").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** Every transition of a saga. */
+export const sagaHistory = sqliteTable(
+  "saga_history",
+  {
+    orderId: text("order_id").notNull(),
+    version: integer("version").notNull(),
+    at: integer("at").notNull(),
+    state: text("state").$type<SagaState>().notNull(),
+    note: text("note").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.orderId, t.version] })],
+);

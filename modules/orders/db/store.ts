@@ -33,6 +33,15 @@ const insertLine = q.write((db, t) =>
     .insert(t.orderLines)
     .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents"), lineTotalCents: p("lineTotalCents") }),
 );
+const setStatus = q.write((db, t) =>
+  db
+    .update(t.orders)
+    .set({ status: sql`${p("status")}`, reason: sql`${p("reason")}`, updatedAt: sql`${p("updatedAt")}` })
+    .where(eq(t.orders.id, p("id"))),
+);
+const confirmedTotal = q.read<{ total: number | null }>((db, t) =>
+  db.select({ total: sql<number | null>`sum(${t.orders.totalCents})`.mapWith((v) => (v === null ? null : Number(v))) }).from(t.orders).where(eq(t.orders.status, "CONFIRMED")),
+);
 const keyByKey = q.read<IdempotencyRecord>((db, t) => db.select().from(t.idempotencyKeys).where(eq(t.idempotencyKeys.key, p("key"))));
 const deleteKeysBefore = q.write((db, t) => db.delete(t.idempotencyKeys).where(lt(t.idempotencyKeys.createdAt, p("before"))));
 const insertKey = q.write((db, t) =>
@@ -45,6 +54,15 @@ export const orderStore = {
     const [row] = await storage.read(orderById, { id });
     if (!row) return undefined;
     return { ...row, lines: await storage.read(linesOf, { id }) };
+  },
+  /** Sets the final status (and the reason of a cancellation). */
+  setStatus(tx: Tx, id: string, status: Order["status"], reason: string, now: number): void {
+    tx.write(setStatus, { id, status, reason, updatedAt: now });
+  },
+  /** Sum of the totals of CONFIRMED orders, in cents (a full scan: for the invariant checker). */
+  async confirmedTotal(storage: ModuleStorage): Promise<number> {
+    const [row] = await storage.read(confirmedTotal);
+    return Number(row?.total ?? 0);
   },
   insert(tx: Tx, o: Order): void {
     const { lines, ...row } = o;

@@ -1,7 +1,15 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { OrderCreatedSchema } from "../../../gen/orders/v1/events_pb.ts";
+import {
+  OrderCancelledSchema,
+  OrderConfirmedSchema,
+  OrderCreatedSchema,
+  PaymentRefundRequestedSchema,
+  StockReleaseRequestedSchema,
+  StockReservationRequestedSchema,
+} from "../../../gen/orders/v1/events_pb.ts";
 import type { Tx } from "../../../platform/module.ts";
 import type { Order } from "../domain/order.ts";
+import type { SagaCommand } from "../domain/saga.ts";
 
 /** Writes OrderCreated to the outbox, in the caller's transaction. Aggregate: the order id. */
 export function orderCreated(tx: Tx, o: Order): void {
@@ -12,4 +20,27 @@ export function orderCreated(tx: Tx, o: Order): void {
     totalCents: BigInt(o.totalCents),
     createdAt: timestampFromMs(o.createdAt),
   });
+}
+
+/** Writes what a saga transition must send or announce, in the transition's transaction. */
+export function sagaCommands(tx: Tx, order: Order, commands: readonly SagaCommand[]): void {
+  for (const c of commands) {
+    switch (c.kind) {
+      case "reserve-stock":
+        tx.publish(StockReservationRequestedSchema, order.id, { orderId: order.id, lines: order.lines.map((l) => ({ productId: l.productId, quantity: l.quantity })) });
+        break;
+      case "refund":
+        tx.publish(PaymentRefundRequestedSchema, order.id, { orderId: order.id, customerId: order.customerId, attempt: c.attempt });
+        break;
+      case "release":
+        tx.publish(StockReleaseRequestedSchema, order.id, { orderId: order.id, attempt: c.attempt });
+        break;
+      case "confirmed":
+        tx.publish(OrderConfirmedSchema, order.id, { orderId: order.id, customerId: order.customerId, totalCents: BigInt(order.totalCents) });
+        break;
+      case "cancelled":
+        tx.publish(OrderCancelledSchema, order.id, { orderId: order.id, customerId: order.customerId, reason: c.reason });
+        break;
+    }
+  }
 }
