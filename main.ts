@@ -7,10 +7,12 @@
  *   bun run main.ts dead-letters [list|redrive …]   the dead-letter queue (see platform/cli/dead-letters.ts)
  *   bun run main.ts migrate               provision and migrate this process's storage, then exit
  *   bun run main.ts provision-sql         the SQL an operator runs to provision Postgres by hand
+ *   bun run main.ts check-invariants [URL]   the saga's invariants, checked against a running system
  */
 import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
 import { DEAD_LETTERS_USAGE, deadLettersCommand } from "./platform/cli/dead-letters.ts";
 import { migrateCommand, provisionSqlCommand, STORAGE_USAGE } from "./platform/cli/storage.ts";
+import { CHECK_INVARIANTS_USAGE, checkInvariantsCommand } from "./ops/check-invariants-command.ts";
 import { createLogger } from "./platform/observability/logger.ts";
 import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
@@ -30,6 +32,16 @@ async function main(): Promise<number> {
   if (loaded.help) {
     process.stdout.write(configHelp() + "\n");
     return 0;
+  }
+  // Runs against the whole system, whichever process it names: before choosing one.
+  if (loaded.command[0] === "check-invariants") {
+    const io = { out: (l: string) => process.stdout.write(l + "\n"), err: (l: string) => process.stderr.write(l + "\n") };
+    try {
+      return await checkInvariantsCommand(loaded.command.slice(1), loaded.config, io);
+    } catch (err) {
+      io.err(`check-invariants failed: ${(err as Error).message}`);
+      return 1;
+    }
   }
   let plan;
   try {
@@ -52,7 +64,7 @@ async function main(): Promise<number> {
     };
     const run = commands[command];
     if (!run || (command !== "dead-letters" && args.length > 0)) {
-      io.err(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n${STORAGE_USAGE}`);
+      io.err(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n${STORAGE_USAGE}\n${CHECK_INVARIANTS_USAGE}`);
       return 2;
     }
     try {
