@@ -8,7 +8,8 @@ import { orderHistoryRpc } from "./rpc.ts";
 /**
  * order-history — a CQRS read model: each customer's orders with customer and product names.
  * Built only from events (catalog's ProductCreated/ProductUpdated, customers' CustomerRegistered,
- * orders' OrderCreated) through one durable subscription, so it can be rebuilt by replay.
+ * orders' OrderCreated and the saga's outcome OrderConfirmed/OrderCancelled, shown as the order's
+ * status) through one durable subscription, so it can be rebuilt by replay.
  * Serves `order_history.v1.OrderHistoryService` and `GET /api/v1/customers/{id}/orders`;
  * calls no other module and publishes nothing.
  */

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProductCreatedSchema, ProductUpdatedSchema } from "../../gen/catalog/v1/events_pb.ts";
 import { CustomerRegisteredSchema } from "../../gen/customers/v1/events_pb.ts";
 import { OrderHistoryService } from "../../gen/order_history/v1/order_history_pb.ts";
-import { OrderCreatedSchema } from "../../gen/orders/v1/events_pb.ts";
+import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "../../gen/orders/v1/events_pb.ts";
 import type { EventEnvelope } from "../../platform/bus/types.ts";
 import { newId } from "../../platform/ids.ts";
 import type { Platform } from "../../platform/platform.ts";
@@ -50,6 +50,9 @@ function order(orderId: string, customerId: string, createdAt: number, lines: Ar
   const totalCents = priced.reduce((sum, l) => sum + l.lineTotalCents, 0n);
   return envelope(OrderCreatedSchema, "orders", orderId, { orderId, customerId, lines: priced, totalCents, createdAt: timestampFromMs(createdAt) }, id);
 }
+
+const confirmed = (orderId: string, customerId: string, totalCents: bigint, id?: string) => envelope(OrderConfirmedSchema, "orders", orderId, { orderId, customerId, totalCents }, id);
+const cancelled = (orderId: string, customerId: string, reason: string, id?: string) => envelope(OrderCancelledSchema, "orders", orderId, { orderId, customerId, reason }, id);
 
 /** The consumer's deliveries by result (processed, duplicate, failed). */
 async function consumed(platform: Platform, result: string): Promise<number> {
@@ -150,6 +153,50 @@ describe("order-history contract", () => {
     expect(await t.platform.bus.deadLetters(CONSUMER)).toEqual([]);
   });
 
+  it("shows the saga's outcome as the order's status: CONFIRMED or CANCELLED", async () => {
+    const [c, p, o1, o2, o3] = [newId(), newId(), newId(), newId(), newId()];
+    const at = Date.now();
+    await publish(t.platform, customer(c, "Hana"), product(p, "Kopi"));
+    await publish(t.platform, order(o1, c, at, [[p, 1, 100n]]), order(o2, c, at + 1, [[p, 2, 100n]]), order(o3, c, at + 2, [[p, 3, 100n]]));
+    await publish(t.platform, confirmed(o1, c, 100n), cancelled(o2, c, "out-of-stock"));
+
+    const statuses = async () => Object.fromEntries((await history(c)).map((o) => [o.orderId, o.status]));
+    const got = await waitFor(async () => {
+      const s = await statuses();
+      return s[o1] === "CONFIRMED" && s[o2] === "CANCELLED" ? s : undefined;
+    }, { what: "both outcomes" });
+    // An order the saga has not finished stays PENDING.
+    expect(got).toEqual({ [o1]: "CONFIRMED", [o2]: "CANCELLED", [o3]: "PENDING" });
+    const res = await t.platform.fetch(new Request(`http://test/api/v1/customers/${c}/orders`));
+    const body = (await res.json()) as { orders: Array<{ id: string; status: string; totalCents: number }> };
+    expect(body.orders.map((o) => [o.id, o.status, o.totalCents])).toEqual([[o3, "PENDING", 300], [o2, "CANCELLED", 200], [o1, "CONFIRMED", 100]]);
+  });
+
+  it("keeps an outcome that arrives before its OrderCreated and shows it once the order is there", async () => {
+    const [c, p, o] = [newId(), newId(), newId()];
+    await processed(t.platform, await publish(t.platform, cancelled(o, c, "payment-timeout")));
+    // No order yet, so nothing to show: the outcome waits for it.
+    expect(await history(c)).toEqual([]);
+
+    await processed(t.platform, await publish(t.platform, customer(c, "Indah"), product(p, "Teh"), order(o, c, Date.now(), [[p, 1, 400n]])));
+    expect(await history(c)).toMatchObject([{ orderId: o, status: "CANCELLED", customerName: "Indah", totalCents: 400n, lines: [{ productName: "Teh" }] }]);
+  });
+
+  it("never moves a final status back: repeated outcomes and a replayed OrderCreated change nothing", async () => {
+    const [c, p, o] = [newId(), newId(), newId()];
+    const at = Date.now();
+    const outcome = confirmed(o, c, 200n);
+    await publish(t.platform, customer(c, "Joko"), product(p, "Gula"), order(o, c, at, [[p, 2, 100n]]), outcome);
+    await waitFor(async () => (await history(c))[0]?.status === "CONFIRMED", { what: "the confirmation" });
+
+    // The same envelope again, the same outcome under a new event id, the order re-published.
+    const again = await publish(t.platform, outcome, confirmed(o, c, 200n), order(o, c, at, [[p, 2, 100n]]));
+    await processed(t.platform, again);
+    expect(await history(c)).toMatchObject([{ orderId: o, status: "CONFIRMED", totalCents: 200n, lines: [{ quantity: 2 }] }]);
+    expect(await history(c)).toHaveLength(1);
+    expect(await t.platform.bus.deadLetters(CONSUMER)).toEqual([]);
+  });
+
   it("serves the history over REST with money as JSON numbers", async () => {
     const [c, p, o] = [newId(), newId(), newId()];
     const at = Date.UTC(2025, 5, 1);
@@ -216,6 +263,33 @@ describe("order-history delivery guarantees", () => {
       }
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("dead-letters an outcome that contradicts the recorded final status, or has no order id, and keeps the first status", async () => {
+    const bus = { ...testConfig({ dataDir: "unused" }).bus, maxDeliver: 2, backoffMs: [10] };
+    const t = await bootModules([orderHistory], { bus });
+    try {
+      const [c, p, o] = [newId(), newId(), newId()];
+      await publish(t.platform, customer(c, "Kiki"), product(p, "Susu"), order(o, c, Date.now(), [[p, 1, 100n]]), confirmed(o, c, 100n));
+      const list = async () => (await t.platform.client(OrderHistoryService).listCustomerOrders({ customerId: c })).orders;
+      await waitFor(async () => (await list())[0]?.status === "CONFIRMED", { what: "the confirmation" });
+
+      const contradiction = cancelled(o, c, "stock-timeout");
+      const unkeyed = confirmed("", c, 1n);
+      const later = confirmed(newId(), c, 1n);
+      await publish(t.platform, contradiction, unkeyed, later);
+      const dead = await waitFor(async () => {
+        const d = await t.platform.bus.deadLetters(CONSUMER);
+        return d.length === 2 ? d : undefined;
+      }, { what: "two dead letters" });
+      expect(dead.map((d) => d.envelope.id).sort()).toEqual([contradiction.id, unkeyed.id].sort());
+      expect(dead.find((d) => d.envelope.id === contradiction.id)?.error).toMatch(new RegExp(`order ${o} .*CANCELLED`));
+      expect(dead.find((d) => d.envelope.id === unkeyed.id)?.error).toMatch(/without an order id/);
+      await processed(t.platform, [later.id]);
+      expect(await list()).toMatchObject([{ orderId: o, status: "CONFIRMED" }]);
+    } finally {
+      await t.dispose();
     }
   });
 

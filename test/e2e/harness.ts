@@ -390,14 +390,16 @@ const ALL_MODULES = ["catalog", "customers", "orders", "order-history"] as const
 const REST_RESOURCES: Readonly<Record<string, string>> = { products: "catalog", customers: "customers", orders: "orders" };
 
 /**
- * The module that serves a request path: REST resources by their first segment (the read model
- * `/api/v1/customers/{id}/orders` belongs to order-history), Connect/gRPC-Web paths by their proto
+ * The module that serves a request path: REST resources by their first segment (the read models
+ * under a customer go to their own modules: `/api/v1/customers/{id}/orders` to order-history,
+ * `/api/v1/customers/{id}/notifications` to notifications), Connect/gRPC-Web paths by their proto
  * package (`/catalog.v1.CatalogService/GetProduct` → catalog). Undefined for process-level paths
  * (`/healthz`, `/readyz`, `/metrics`), which every process serves for itself.
  */
 export function moduleOfPath(path: string): string | undefined {
   const p = path.split("?")[0]!;
   if (/^\/api\/v1\/customers\/[^/]+\/orders\/?$/.test(p)) return "order-history";
+  if (/^\/api\/v1\/customers\/[^/]+\/notifications\/?$/.test(p)) return "notifications";
   const rest = /^\/api\/v1\/([^/]+)/.exec(p);
   if (rest) return REST_RESOURCES[rest[1]!] ?? rest[1];
   const rpc = /^\/([a-z_]+)\.v\d+\.[A-Za-z]+\//.exec(p);

@@ -39,3 +39,10 @@ export const orderLines = pgTable(
   },
   (t) => [primaryKey({ columns: [t.orderId, t.lineNo] })],
 );
+
+/** The saga's final outcome per order, possibly ahead of the order itself; overrides `orders.status` when read. */
+export const orderStatus = pgTable("order_status", {
+  orderId: text("order_id").primaryKey(),
+  status: text("status").notNull(),
+  at: bigint("at", { mode: "number" }).notNull(),
+});

@@ -1,7 +1,7 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { ModuleStorage, Tx } from "../../../platform/module.ts";
 import { statementsFor } from "../../../platform/storage/statements.ts";
-import type { CustomerName, HistoryLine, HistoryOrder, OrderStatus, PlacedOrder, ProductName } from "../domain/order-history.ts";
+import { contradictingOutcome, type CustomerName, type HistoryLine, type HistoryOrder, type OrderOutcome, type OrderStatus, type PlacedOrder, type ProductName } from "../domain/order-history.ts";
 import * as postgres from "./schema.pg.ts";
 import * as sqlite from "./schema.ts";
 
@@ -30,19 +30,31 @@ const addLine = q.write((db, t) =>
     .values({ orderId: p("orderId"), lineNo: p("lineNo"), productId: p("productId"), quantity: p("quantity"), unitPriceCents: p("unitPriceCents") })
     .onConflictDoNothing(),
 );
-const setStatus = q.write((db, t) => db.update(t.orders).set({ status: sql`${p("status")}`, lastEventAt: sql`${p("at")}` }).where(eq(t.orders.id, p("id"))));
+// A repeat of the recorded status touches its row (1 change, the first `at` kept); a different
+// status matches no row (0 changes), which the caller's `ifUnchanged` turns into an error.
+const putStatus = q.write((db, t) =>
+  db
+    .insert(t.orderStatus)
+    .values({ orderId: p("orderId"), status: p("status"), at: p("at") })
+    .onConflictDoUpdate({
+      target: t.orderStatus.orderId,
+      set: { at: sql`${t.orderStatus.at}` },
+      setWhere: sql`${t.orderStatus.status} = excluded.status`,
+    }),
+);
 const ordersOf = q.read<Omit<HistoryOrder, "lines">>((db, t) =>
   db
     .select({
       id: t.orders.id,
       customerId: t.orders.customerId,
       customerName: sql<string>`coalesce(${t.customers.name}, '')`,
-      status: sql<OrderStatus>`${t.orders.status}`,
+      status: sql<OrderStatus>`coalesce(${t.orderStatus.status}, ${t.orders.status})`,
       totalCents: t.orders.totalCents,
       createdAt: t.orders.createdAt,
     })
     .from(t.orders)
     .leftJoin(t.customers, eq(t.customers.id, t.orders.customerId))
+    .leftJoin(t.orderStatus, eq(t.orderStatus.orderId, t.orders.id))
     .where(eq(t.orders.customerId, p("customerId")))
     .orderBy(desc(t.orders.createdAt), desc(t.orders.id)),
 );
@@ -82,12 +94,16 @@ export const historyStore = {
     o.lines.forEach((l, lineNo) => tx.write(addLine, { orderId: o.id, lineNo, productId: l.productId, quantity: l.quantity, unitPriceCents: l.unitPriceCents }));
   },
 
-  /** Moves an order to `status`; the hook for OrderConfirmed/OrderCancelled handlers. */
-  setStatus(tx: Tx, orderId: string, status: OrderStatus, at: number): void {
-    tx.write(setStatus, { id: orderId, status, at });
+  /**
+   * Records an order's final status, whether or not its OrderCreated has arrived (the read shows
+   * it over the placed order's PENDING from then on). Recording the same status again changes
+   * nothing; a different final status fails the body with `contradictingOutcome`.
+   */
+  setFinalStatus(tx: Tx, o: OrderOutcome): void {
+    tx.write(putStatus, { orderId: o.orderId, status: o.status, at: o.at }, { ifUnchanged: () => contradictingOutcome(o) });
   },
 
-  /** A customer's orders newest first (ties by id), with the customer's name or "". */
+  /** A customer's orders newest first (ties by id), with the customer's name or "" and the final status if any. */
   ordersOf(storage: ModuleStorage, customerId: string): Promise<Omit<HistoryOrder, "lines">[]> {
     return storage.read(ordersOf, { customerId });
   },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assembleHistory, checkPlacedOrder, InvalidEventError, type PlacedOrder } from "./order-history.ts";
+import { assembleHistory, checkOutcome, checkPlacedOrder, contradictingOutcome, InvalidEventError, type PlacedOrder } from "./order-history.ts";
 
 const order = (id: string, createdAt: number) => ({ id, customerId: "c1", customerName: "Ana", status: "PENDING" as const, totalCents: 100, createdAt });
 const line = (orderId: string, lineNo: number, productId: string) => ({ orderId, lineNo, productId, productName: `name-${productId}`, quantity: 1, unitPriceCents: 10 });
@@ -32,5 +32,20 @@ describe("checkPlacedOrder", () => {
   ])("rejects an order it cannot key (%#)", (bad, message) => {
     expect(() => checkPlacedOrder(bad)).toThrow(InvalidEventError);
     expect(() => checkPlacedOrder(bad)).toThrow(message);
+  });
+});
+
+describe("checkOutcome", () => {
+  it("passes an outcome with an order id and rejects one without", () => {
+    const ok = { orderId: "o1", status: "CONFIRMED" as const, at: 1 };
+    expect(checkOutcome(ok)).toBe(ok);
+    expect(() => checkOutcome({ ...ok, orderId: "" })).toThrow(InvalidEventError);
+    expect(() => checkOutcome({ ...ok, orderId: "" })).toThrow(/CONFIRMED outcome without an order id/);
+  });
+
+  it("names the order and the rejected status of a contradicting outcome", () => {
+    const err = contradictingOutcome({ orderId: "o1", status: "CANCELLED", at: 1 });
+    expect(err).toBeInstanceOf(InvalidEventError);
+    expect(err.message).toMatch(/order o1 .* CANCELLED/);
   });
 });

@@ -50,6 +50,16 @@ export interface HistoryOrder {
 /** The status a newly placed order starts in. */
 export const INITIAL_STATUS: OrderStatus = "PENDING";
 
+/** A status the saga ends an order in; once recorded it never changes. */
+export type FinalStatus = Exclude<OrderStatus, "PENDING">;
+
+/** The saga's final outcome of an order, from OrderConfirmed or OrderCancelled. `at`: when it occurred (ms). */
+export interface OrderOutcome {
+  readonly orderId: string;
+  readonly status: FinalStatus;
+  readonly at: number;
+}
+
 /** Order rows (already in display order) and their line rows (any order) -> history orders. */
 export function assembleHistory(
   orders: readonly Omit<HistoryOrder, "lines">[],
@@ -79,4 +89,15 @@ export function checkPlacedOrder(o: PlacedOrder): PlacedOrder {
   const bad = o.lines.findIndex((l) => !l.productId);
   if (bad >= 0) throw new InvalidEventError(`OrderCreated ${o.id}: line ${bad} has no product id`);
   return o;
+}
+
+/** Rejects an outcome the read model cannot key: no order id. */
+export function checkOutcome(o: OrderOutcome): OrderOutcome {
+  if (!o.orderId) throw new InvalidEventError(`${o.status} outcome without an order id`);
+  return o;
+}
+
+/** The error for an outcome that contradicts the final status already recorded (a publisher bug, not a retry). */
+export function contradictingOutcome(o: OrderOutcome): InvalidEventError {
+  return new InvalidEventError(`order ${o.orderId} already has a different final status than ${o.status}: a final status never changes`);
 }

@@ -1,9 +1,9 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ProductCreatedSchema, ProductUpdatedSchema } from "../../../gen/catalog/v1/events_pb.ts";
 import { CustomerRegisteredSchema } from "../../../gen/customers/v1/events_pb.ts";
-import { OrderCreatedSchema, type OrderCreated } from "../../../gen/orders/v1/events_pb.ts";
+import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema, type OrderCreated } from "../../../gen/orders/v1/events_pb.ts";
 import { on, type EventMeta, type SubscriptionSpec } from "../../../platform/module.ts";
-import { checkPlacedOrder, INITIAL_STATUS, type PlacedOrder } from "../domain/order-history.ts";
+import { checkOutcome, checkPlacedOrder, INITIAL_STATUS, type PlacedOrder } from "../domain/order-history.ts";
 import { historyStore } from "../db/store.ts";
 
 /** OrderCreated (proto) -> the domain's placed order; the order's time falls back to the event's. */
@@ -20,8 +20,10 @@ function placedOrder(e: OrderCreated, meta: EventMeta): PlacedOrder {
 /**
  * The read model's only input. Events of different aggregates arrive in any order, so each
  * handler writes just its own facts (ids, names) and the query joins them. The platform runs
- * each handler in one transaction with the inbox entry of the event. A new status event is one
- * more line here: `on(OrderConfirmedSchema, (e, m, tx) => historyStore.setStatus(tx, e.orderId, "CONFIRMED", m.occurredAt))`.
+ * each handler in one transaction with the inbox entry of the event. The saga's outcome is a fact
+ * of its own too (order_status): an order's events arrive in order, but should an outcome come
+ * before its OrderCreated (a replay, a bug upstream) it is kept, not lost, and a final status is
+ * never moved back — not by a replayed OrderCreated, not by a contradicting outcome (dead-lettered).
  */
 export const projection: SubscriptionSpec = {
   name: "projection",
@@ -30,5 +32,7 @@ export const projection: SubscriptionSpec = {
     on(ProductCreatedSchema, (e, _meta, tx) => historyStore.putProduct(tx, { id: e.productId, name: e.name, version: 1 })),
     on(ProductUpdatedSchema, (e, _meta, tx) => historyStore.putProduct(tx, { id: e.productId, name: e.name, version: Number(e.version) })),
     on(OrderCreatedSchema, (e, meta, tx) => historyStore.addOrder(tx, placedOrder(e, meta), INITIAL_STATUS, meta.occurredAt)),
+    on(OrderConfirmedSchema, (e, meta, tx) => historyStore.setFinalStatus(tx, checkOutcome({ orderId: e.orderId, status: "CONFIRMED", at: meta.occurredAt }))),
+    on(OrderCancelledSchema, (e, meta, tx) => historyStore.setFinalStatus(tx, checkOutcome({ orderId: e.orderId, status: "CANCELLED", at: meta.occurredAt }))),
   ],
 };
