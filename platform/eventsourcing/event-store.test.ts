@@ -275,6 +275,14 @@ for (const [dialect, makeHome] of [
       expect(await eventRows("race")).toBe(2);
     });
 
+    it("refuses at creation a state the snapshot would not round-trip, unless it snapshots it itself or never", () => {
+      expect(() => eventStore(storage, { ...options(), initial: { ...INITIAL, total: 0n } as never })).toThrow(/initial state cannot be snapshotted/);
+      expect(() => eventStore(storage, { ...options(), initial: { ...INITIAL, trail: new Map() } as never })).toThrow(/does not survive toSnapshot\/fromSnapshot/);
+      expect(() => eventStore(storage, { ...options(0), initial: { ...INITIAL, total: 0n } as never })).not.toThrow();
+      const custom = { toSnapshot: (s: Counter) => JSON.stringify({ ...s, total: String(s.total) }), fromSnapshot: (t: string) => ({ ...JSON.parse(t), total: BigInt(JSON.parse(t).total) }) };
+      expect(() => eventStore(storage, { ...options(), initial: { ...INITIAL, total: 0n } as never, ...(custom as object) })).not.toThrow();
+    });
+
     it("refuses to append an event type it could not load back, writing nothing of the body; names an unknown type on load", async () => {
       const narrow = eventStore(storage, { ...options(), events: [Int64ValueSchema] });
       const empty = await narrow.load("u");

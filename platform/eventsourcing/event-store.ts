@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { create, createRegistry, fromJsonString, toJsonString, type DescMessage, type MessageInitShape, type MessageShape, type Registry } from "@bufbuild/protobuf";
 import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { bigint as pgBigint, pgTable, primaryKey as pgPrimaryKey, text as pgText } from "drizzle-orm/pg-core";
@@ -139,6 +140,18 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
   const every = opts.snapshotEvery ?? 100;
   const toSnapshot = opts.toSnapshot ?? ((s: S) => JSON.stringify(s));
   const fromSnapshot = opts.fromSnapshot ?? ((t: string) => JSON.parse(t) as S);
+  // A state that does not survive the snapshot round trip (a bigint, a Map, a class) would fail,
+  // or silently change, the append that is due for a snapshot — the Nth event of every stream,
+  // long after deploy. Say so at start instead, on the initial state.
+  if (every > 0) {
+    let back: unknown;
+    try {
+      back = fromSnapshot(toSnapshot(opts.initial));
+    } catch (err) {
+      throw new Error(`event store: the initial state cannot be snapshotted (${(err as Error).message}); give toSnapshot and fromSnapshot, or snapshotEvery: 0`, { cause: err });
+    }
+    if (!isDeepStrictEqual(back, opts.initial)) throw new Error("event store: the initial state does not survive toSnapshot/fromSnapshot unchanged; give toSnapshot and fromSnapshot that round-trip it");
+  }
   const decode = (type: string, payload: string): MessageShape<DescMessage> => {
     const schema = registry.getMessage(type);
     if (!schema) throw new Error(`event store: unknown event type ${type} (not in this store's events)`);
@@ -173,7 +186,7 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
       const now = Date.now();
       for (const e of events) {
         // Refused before anything is written: a stored type `load` cannot decode would make the stream unreadable.
-        if (registry.getMessage(e.schema.typeName) !== e.schema) throw new Error(`event store: cannot append ${e.schema.typeName} to stream ${loaded.streamId}: not one of this store's events`);
+        if (!registry.getMessage(e.schema.typeName)) throw new Error(`event store: cannot append ${e.schema.typeName} to stream ${loaded.streamId}: not one of this store's events`);
         const message = create(e.schema, e.value);
         // A const per event: on Postgres the check runs after the body returned, when `version`
         // has moved on, so a closure over the loop variable would name the wrong version.
