@@ -38,7 +38,7 @@ export function createLogger(opts: {
     const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (rank[level] < min) return;
       const entry: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base, ...context(), ...fields };
-      if (entry.err instanceof Error) entry.err = { message: entry.err.message, stack: entry.err.stack };
+      if (entry.err instanceof Error) entry.err = { message: describeError(entry.err), stack: entry.err.stack };
       sink(JSON.stringify(entry, (_k, v) => (typeof v === "bigint" ? v.toString() : v)), level);
     };
     return {
@@ -50,4 +50,17 @@ export function createLogger(opts: {
     };
   };
   return make(opts.base ?? {});
+}
+
+/**
+ * An error's message followed by its causes' (`Failed query: … <- too many connections for role
+ * "x"`): the driver's reason is often only in the cause.
+ */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const text = e instanceof Error ? e.message || e.name : String(e);
+    if (!parts.includes(text)) parts.push(text);
+  }
+  return parts.join(" <- ");
 }

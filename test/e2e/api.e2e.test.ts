@@ -1,7 +1,8 @@
 /**
  * The public contract (PRODUCT.md) over real HTTP against the real binary: REST for products,
- * customers, orders and the order-history read model; idempotent order placement; health,
- * readiness and metrics; Connect-RPC on the same port; trace context propagation.
+ * customers, stock, orders (placed PENDING, confirmed by the saga) and the order-history read
+ * model; idempotent order placement; health, readiness and metrics; Connect-RPC on the same port;
+ * trace context propagation. The saga's outcomes are covered in depth by saga.e2e.test.ts.
  *
  * Runs once per topology (harness.ts `TOPOLOGIES`): one embedded process, one process on Postgres + NATS, the
  * three processes of config/split.json. Same tests, same assertions: `topo.api` sends each request
@@ -28,11 +29,25 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
   });
   afterAll(() => topo?.stop());
 
-  const newProduct = async (name: string, priceCents: number) => {
+  const newProduct = async (name: string, priceCents: number, stock = 0) => {
     const r = await http.post("/api/v1/products", { sku: `${run}-${name}`.replace(/\s/g, "_"), name, priceCents });
     expect(r.status, r.text).toBe(201);
+    if (stock > 0) {
+      const s = await http.post(`/api/v1/inventory/${r.body.id}/restock`, { quantity: stock });
+      expect(s.status, s.text).toBe(200);
+    }
     return r.body as { id: string; sku: string; name: string; priceCents: number; version: number };
   };
+  /** The order once its saga is done. */
+  const outcome = (id: string) =>
+    waitFor(
+      async () => {
+        const r = await http.get(`/api/v1/orders/${id}`);
+        expect(r.status, r.text).toBe(200);
+        return r.body.status !== "PENDING" && r.body;
+      },
+      { timeoutMs: 15_000, what: `the saga of order ${id} to finish` },
+    );
   const newCustomer = async (name: string, creditLimitCents = 1_000_000) => {
     const r = await http.post("/api/v1/customers", { email: `${name.toLowerCase().replace(/\W/g, "")}.${run}@example.com`, name, creditLimitCents });
     expect(r.status, r.text).toBe(201);
@@ -89,9 +104,9 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
   });
 
   describe("orders and the order-history read model", () => {
-    it("places an order (202 PENDING), prices it, and the read model shows it with names", async () => {
-      const kopi = await newProduct("Kopi Toraja", 3100);
-      const gula = await newProduct("Gula Aren", 450);
+    it("places an order (202 PENDING), prices it, the saga confirms it, and the read model shows it with names", async () => {
+      const kopi = await newProduct("Kopi Toraja", 3100, 10);
+      const gula = await newProduct("Gula Aren", 450, 10);
       const budi = await newCustomer("Budi Santoso");
 
       const placed = await http.post("/api/v1/orders", { customerId: budi.id, lines: [{ productId: kopi.id, quantity: 2 }, { productId: gula.id, quantity: 3 }] });
@@ -99,12 +114,11 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
       expect(placed.body).toMatchObject({ id: expect.any(String), status: "PENDING" });
       const orderId = placed.body.id as string;
 
-      const got = await http.get(`/api/v1/orders/${orderId}`);
-      expect(got.status, got.text).toBe(200);
-      expect(got.body).toMatchObject({
+      const got = await outcome(orderId);
+      expect(got).toMatchObject({
         id: orderId,
         customerId: budi.id,
-        status: "PENDING",
+        status: "CONFIRMED",
         totalCents: 2 * 3100 + 3 * 450,
         lines: [
           { productId: kopi.id, quantity: 2, unitPriceCents: 3100 },
@@ -112,19 +126,22 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
         ],
       });
 
+      expect(got.reason).toBeUndefined();
+      expect((await http.get(`/api/v1/inventory/${kopi.id}`)).body).toEqual({ productId: kopi.id, available: 8, reserved: 2 });
+
       // Events of different modules may reach the read model in any order (on NATS they travel on
       // separate streams): until CustomerRegistered/ProductCreated are projected the order shows
-      // "" for their names (domain/order-history.ts). So wait for the names, then assert them.
+      // "" for their names (domain/order-history.ts). So wait for the names and the outcome, then assert them.
       const view = await waitFor(
         async () => {
           const o = (await history(budi.id)).orders.find((x) => x.id === orderId);
-          return o && o.customerName !== "" && o.lines.every((l) => l.productName !== "") ? o : undefined;
+          return o && o.status === "CONFIRMED" && o.customerName !== "" && o.lines.every((l) => l.productName !== "") ? o : undefined;
         },
-        { timeoutMs: 10_000, what: "the order in the read model, with names" },
+        { timeoutMs: 10_000, what: "the order CONFIRMED in the read model, with names" },
       );
       expect(view).toMatchObject({
         id: orderId,
-        status: "PENDING",
+        status: "CONFIRMED",
         totalCents: 7550,
         customerName: "Budi Santoso",
         lines: [
@@ -158,7 +175,7 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
     });
 
     it("replays an Idempotency-Key with the same body and rejects it with a different body", async () => {
-      const p = await newProduct("Sambal", 1200);
+      const p = await newProduct("Sambal", 1200, 5);
       const q = await newProduct("Kerupuk", 300);
       const dewi = await newCustomer("Dewi Lestari");
       const key = `key-${run}-${Math.random()}`;
@@ -174,12 +191,16 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
       expect(other.status, other.text).toBe(409);
       expect(other.body).toMatchObject({ code: "already_exists", message: expect.any(String), details: expect.any(Array) });
 
-      // Exactly one order exists for the key: once everything has been projected, the customer
-      // has one order, the first one, unchanged by the rejected request.
+      // Exactly one order exists for the key: once everything has been projected (the saga is
+      // done, its outcome in the read model), the customer has one order, the first one,
+      // unchanged by the rejected request, and one unit of stock went.
+      expect((await outcome(first.body.id)).status).toBe("CONFIRMED");
+      await waitFor(async () => (await history(dewi.id)).orders[0]?.status === "CONFIRMED", { timeoutMs: 10_000, what: "the outcome in the read model" });
       await waitFor(() => topo.settled(), { timeoutMs: 10_000, what: "outbox and consumers to settle" });
       const h = await history(dewi.id);
       expect(h.orders.map((o) => o.id)).toEqual([first.body.id]);
       expect(h.orders[0]).toMatchObject({ totalCents: 1200, lines: [{ productId: p.id, quantity: 1 }] });
+      expect((await http.get(`/api/v1/inventory/${p.id}`)).body).toEqual({ productId: p.id, available: 4, reserved: 1 });
     });
   });
 
@@ -197,10 +218,15 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
 
     it("exports outbox, relay, consumer and HTTP metrics with real samples", async () => {
       // Produce traffic of each kind first, so the samples exist.
-      const p = await newProduct("Metrik", 100);
+      const p = await newProduct("Metrik", 100, 1);
       const c = await newCustomer("Metrik Pelanggan");
       const o = await http.post("/api/v1/orders", { customerId: c.id, lines: [{ productId: p.id, quantity: 1 }] });
       expect(o.status, o.text).toBe(202);
+      // The saga moves on in steps: backlog and lag can read 0 between two of them (they are not
+      // read at one instant). Once its outcome is in the read model no step is left, so then wait.
+      expect((await outcome(o.body.id)).status).toBe("CONFIRMED");
+      await waitFor(async () => (await history(c.id)).orders[0]?.status === "CONFIRMED", { timeoutMs: 10_000, what: "the outcome in the read model" });
+      await waitFor(async () => (await http.get(`/api/v1/customers/${c.id}/notifications`)).body.notifications?.length === 1, { timeoutMs: 10_000, what: "the order's notification" });
       await waitFor(() => topo.settled(), { timeoutMs: 10_000, what: "outbox and consumers to settle" });
 
       // Every process's /metrics, taken together: each module's samples come from its own process.
@@ -212,7 +238,7 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("public contract over HTTP, %s topology
       }
       const samples = r.samples;
       const one = (name: string, labels: Record<string, string>) => samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-      for (const module of ["catalog", "customers", "orders"]) {
+      for (const module of ["catalog", "customers", "orders", "payments", "inventory"]) {
         expect(one("selaras_outbox_backlog", { module })?.value, `backlog of ${module}`).toBe(0);
         expect(one("selaras_relay_lag_seconds_count", { module })?.value ?? 0, `relay lag samples of ${module}`).toBeGreaterThan(0);
       }

@@ -1,7 +1,7 @@
 /**
  * `bun run build` makes one executable that runs any topology with no node_modules: the binary is
- * copied into an empty directory and the three processes of config/split.json run from it, on
- * Postgres + NATS, through one order from the public API into the read model.
+ * copied into an empty directory and the five processes of config/split.json run from it, on
+ * Postgres + NATS, through one order from the public API, confirmed by the saga, into the read model.
  *
  * Bun pass only: see the note in harness.ts.
  */
@@ -32,21 +32,24 @@ describe.skipIf(!isBun)("the compiled binary (e2e)", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("runs the split topology on Postgres + NATS from an empty directory: an order reaches the read model", async () => {
+  it("runs the split topology on Postgres + NATS from an empty directory: an order is confirmed and reaches the read model", async () => {
     const run = Math.random().toString(36).slice(2, 8);
     const p = await topo.api.post("/api/v1/products", { sku: `${run}-bin`, name: "Teh Botol", priceCents: 700 });
     expect(p.status, p.text).toBe(201);
+    const s = await topo.api.post(`/api/v1/inventory/${p.body.id}/restock`, { quantity: 5 });
+    expect(s.status, s.text).toBe(200);
     const c = await topo.api.post("/api/v1/customers", { email: `bin.${run}@example.com`, name: "Bima", creditLimitCents: 10_000 });
     expect(c.status, c.text).toBe(201);
     const o = await topo.api.post("/api/v1/orders", { customerId: c.body.id, lines: [{ productId: p.body.id, quantity: 3 }] });
     expect(o.status, o.text).toBe(202);
     const history = await waitFor(async () => {
       const h = await topo.api.get(`/api/v1/customers/${c.body.id}/orders`);
-      return h.body.orders?.[0]?.customerName === "Bima" && h.body.orders[0].lines[0]?.productName === "Teh Botol" && h.body;
-    }, { what: "the order in the read model" });
-    expect(history.orders).toMatchObject([{ id: o.body.id, totalCents: 2100, lines: [{ quantity: 3 }] }]);
-    // Three processes, each running the binary itself.
-    expect(Object.keys(topo.processes).sort()).toEqual(["core", "history", "orders"]);
+      return h.body.orders?.[0]?.customerName === "Bima" && h.body.orders[0].lines[0]?.productName === "Teh Botol" && h.body.orders[0].status === "CONFIRMED" && h.body;
+    }, { timeoutMs: 15_000, what: "the order CONFIRMED in the read model" });
+    expect(history.orders).toMatchObject([{ id: o.body.id, status: "CONFIRMED", totalCents: 2100, lines: [{ quantity: 3 }] }]);
+    expect((await topo.api.get(`/api/v1/inventory/${p.body.id}`)).body).toEqual({ productId: p.body.id, available: 2, reserved: 3 });
+    // Five processes, each running the binary itself.
+    expect(Object.keys(topo.processes).sort()).toEqual(["core", "history", "inventory", "orders", "payments"]);
     for (const srv of Object.values(topo.processes)) expect(readlinkSync(`/proc/${srv.proc.pid}/exe`)).toBe(executable);
   });
 });

@@ -1,23 +1,30 @@
 /**
- * Faults of the split topology (config/split.json: core, orders, history) on the test Postgres and
- * a private nats-server (test/support/nats-server.ts), which these tests stop and restart without
- * disturbing the shared one. Orders are placed by concurrent clients, each request with its own
+ * Faults of the split topology (config/split.json: core, orders, payments, inventory, history) on
+ * the test Postgres and a private nats-server (test/support/nats-server.ts), which these tests stop
+ * and restart without disturbing the shared one. Stock and credit are ample, so every order's saga
+ * must end CONFIRMED. Orders are placed by concurrent clients, each request with its own
  * Idempotency-Key, while:
  *  1. NATS is stopped and started again: orders are still accepted (202) while it is down, their
  *     events wait in the outbox (/metrics shows the backlog), and every one reaches the read model
  *     once NATS is back;
  *  2. the consumer process (history) is killed with SIGKILL and restarted;
- *  3. (no load) a poison event on a subject order-history consumes lands in the dead-letter
- *     stream, `dead-letters list` shows it with its error, and `dead-letters redrive` delivers it
- *     again; a handler failure that is then fixed is re-driven into the read model;
+ *  3. (no load) a poison event on a subject order-history (and payments) consume lands in the
+ *     dead-letter stream, `dead-letters list` shows it with its error, and `dead-letters redrive`
+ *     delivers it again; a handler failure that is then fixed is re-driven into the read model,
+ *     where the order's outcome, which arrived first, is kept;
  *  4. the orders process gets SIGTERM: it exits 0 after publishing its outbox.
  * After each fault the test proves exactly-once end to end, per test (each has its own customers):
  * the read model (`GET /api/v1/customers/{id}/orders`) lists every acknowledged order exactly
- * once and nothing else, and the orders and order-history schemas hold the same ids and totals.
+ * once, CONFIRMED, and nothing else; the orders and order-history schemas hold the same ids and
+ * totals; each customer's credit went down by exactly the totals of their orders. At the end, every
+ * product's reservations equal what all the file's orders ordered, and the invariant checker
+ * (ops/invariants.ts) passes.
  *
  * The topology file is patched for the time budget only: `bus.nats.ackWaitSeconds` 2 (default 30:
  * an event in flight in a killed consumer is redelivered after it) and `bus.maxDeliver` 3 with short
- * `bus.backoffMs` (a poison event reaches the dead-letter stream in ~0.3 s instead of ~12 s).
+ * `bus.backoffMs` (a poison event reaches the dead-letter stream in ~0.3 s instead of ~12 s); and
+ * the saga's deadlines are far beyond the test's length: on a slow machine an order kept waiting by
+ * a fault would rightly time out and cancel, which is saga-faults.e2e.test.ts's subject, not this one's.
  *
  * Bun pass only: see the note in harness.ts.
  */
@@ -31,11 +38,14 @@ import { NatsServer } from "../support/nats-server.ts";
 import { waitFor } from "../support/platform.ts";
 import { pgConnect } from "../support/postgres.ts";
 import { isBun, parseMetrics, repoRoot, startTopology, type RunningServer, type RunningTopology } from "./harness.ts";
+import { expectSagasDoneAndInvariantsHold, sagaClients } from "./saga-checks.ts";
 
 const CLIENTS = 6;
 const REQUEST_TIMEOUT_MS = 15_000;
 const MAX_DELIVER = 3;
 const CONSUMER = "order-history.projection";
+const CREDIT_LIMIT_CENTS = 1_000_000_000_000;
+const STOCK = 1_000_000;
 
 interface OrderBody {
   customerId: string;
@@ -61,6 +71,9 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
   let topo: RunningTopology;
   const run = Math.random().toString(36).slice(2, 8);
   const prices = new Map<string, number>();
+  /** Orders placed outside a load (for the final check, with every load's acknowledged orders). */
+  const otherOrders: OrderBody[] = [];
+  const loads: Array<{ acked: Map<string, { body: OrderBody }> }> = [];
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -70,12 +83,15 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
         c.bus.maxDeliver = MAX_DELIVER;
         c.bus.backoffMs = [100, 200];
         c.bus.nats.ackWaitSeconds = 2;
+        c.modules = { ...c.modules, orders: { ...c.modules?.orders, saga: { paymentTimeoutMs: 600_000, stockTimeoutMs: 600_000 } } };
       },
     });
     for (const [i, price] of [1250, 399, 10_000].entries()) {
       const r = await topo.api.post("/api/v1/products", { sku: `${run}-faults-${i}`, name: `Produk ${i}`, priceCents: price });
       expect(r.status, r.text).toBe(201);
       prices.set(r.body.id, price);
+      const s = await topo.api.post(`/api/v1/inventory/${r.body.id}/restock`, { quantity: STOCK });
+      expect(s.status, s.text).toBe(200);
     }
   });
   afterAll(async () => {
@@ -88,7 +104,7 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
   const newCustomers = async (tag: string, n = 3) => {
     const out: Array<{ id: string; name: string }> = [];
     for (let i = 0; i < n; i++) {
-      const r = await topo.api.post("/api/v1/customers", { email: `${tag}${i}.${run}@example.com`, name: `Pelanggan ${tag} ${i}`, creditLimitCents: 1_000_000_000_000 });
+      const r = await topo.api.post("/api/v1/customers", { email: `${tag}${i}.${run}@example.com`, name: `Pelanggan ${tag} ${i}`, creditLimitCents: CREDIT_LIMIT_CENTS });
       expect(r.status, r.text).toBe(201);
       out.push({ id: r.body.id, name: r.body.name });
     }
@@ -136,6 +152,7 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
       for (let n = 0; !state.halted; n++) await send(`${run}-${tag}-c${c}-${n}`);
     });
     const extra: Array<Promise<void>> = [];
+    loads.push({ acked });
     return {
       acked,
       pending,
@@ -180,13 +197,13 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
 
   /** The read model over the public API: how often each order is listed, with its total and customer. */
   async function readModel(customers: Array<{ id: string; name: string }>) {
-    const seen = new Map<string, { n: number; totalCents: number; customerId: string; customerName: string }>();
+    const seen = new Map<string, { n: number; status: string; totalCents: number; customerId: string; customerName: string }>();
     for (const c of customers) {
       const r = await topo.api.get(`/api/v1/customers/${c.id}/orders`);
       expect(r.status, r.text).toBe(200);
-      for (const o of r.body.orders as Array<{ id: string; totalCents: number; customerName: string }>) {
+      for (const o of r.body.orders as Array<{ id: string; status: string; totalCents: number; customerName: string }>) {
         const prev = seen.get(o.id);
-        seen.set(o.id, { n: (prev?.n ?? 0) + 1, totalCents: o.totalCents, customerId: c.id, customerName: o.customerName });
+        seen.set(o.id, { n: (prev?.n ?? 0) + 1, status: o.status, totalCents: o.totalCents, customerId: c.id, customerName: o.customerName });
       }
     }
     return seen;
@@ -208,6 +225,18 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
       },
       { timeoutMs: 30_000, intervalMs: 200, what: `all ${ackedIds.length} acknowledged orders in the read model` },
     );
+    // Stock and credit are ample: every saga confirms its order, and the read model shows it.
+    let unconfirmed: string[] = [];
+    await waitFor(
+      async () => {
+        const seen = await readModel(customers);
+        unconfirmed = [...seen].filter(([, v]) => v.status !== "CONFIRMED").map(([id, v]) => `${id}: ${v.status}`);
+        return unconfirmed.length === 0;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: "every acknowledged order CONFIRMED in the read model" },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${unconfirmed.length} not confirmed, e.g. ${unconfirmed.slice(0, 5).join(", ")}`);
+    });
     await waitFor(() => topo.settled(), { timeoutMs: 20_000, intervalMs: 100, what: "outbox backlog and consumer lag to reach 0" });
 
     const seen = await readModel(customers);
@@ -227,6 +256,15 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
     expect([...inOrders.keys()].sort(), "orders schema holds exactly the acknowledged orders").toEqual([...ackedIds].sort());
     expect([...inHistory.keys()].sort(), "order-history schema holds exactly the orders of the orders schema").toEqual([...inOrders.keys()].sort());
     for (const [id, total] of inOrders) expect(inHistory.get(id), `history total of ${id}`).toBe(total);
+
+    // Charged exactly once per order, whatever the fault: each customer's credit went down by the
+    // totals of their orders.
+    const payments = sagaClients((m) => topo.serverOf(m).url).payments;
+    for (const c of customers) {
+      const charged = [...load.acked.values()].filter((a) => a.body.customerId === c.id).reduce((sum, a) => sum + expectedTotal(a.body), 0);
+      const { account } = await payments.getAccount({ customerId: c.id });
+      expect(Number(account!.availableCents), `available credit of ${c.name}`).toBe(CREDIT_LIMIT_CENTS - charged);
+    }
   }
 
   it("accepts orders while NATS is down (events wait in the outbox) and delivers every one exactly once after it is back", { timeout: 90_000 }, async () => {
@@ -295,8 +333,8 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
     const dlq = (...args: string[]) => cli(topo.configFile!, "history", ["dead-letters", ...args]);
     expect((await dlq("list")).out, "the dead-letter queue before the test").toBe("no dead letters");
 
-    // A message on the subject order-history consumes OrderCreated from, with a valid envelope but
-    // a payload that is not protobuf: it can never be decoded.
+    // A message on the subject order-history (and payments) consume OrderCreated from, with a
+    // valid envelope but a payload that is not protobuf: it can never be decoded.
     const poisonId = randomUUID();
     const poisonAggregate = `poison-${run}`;
     const nc = await connect({ servers: nats.url });
@@ -320,6 +358,9 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
     expect(listed.out).toMatch(/^SEQ\s+CONSUMER\s+TYPE\s+AGGREGATE\s+ATTEMPTS\s+DEAD AT\s+ERROR$/m);
     expect(listed.out).toMatch(row);
     const firstSeq = Number(row.exec(listed.out)![1]);
+    // payments' saga consumes OrderCreated too: the poison is dead-lettered there as well.
+    const paymentsRow = new RegExp(`^\\d+\\s+payments\\.saga\\s+orders\\.v1\\.OrderCreated\\s+${poisonAggregate}\\s+${MAX_DELIVER}\\s+\\S+\\s+premature EOF`, "m");
+    await waitFor(async () => paymentsRow.test((await dlq("list")).out), { timeoutMs: 15_000, intervalMs: 100, what: "the poison event dead-lettered by payments' saga too" });
 
     // Re-driven, it is delivered to order-history again, fails MAX_DELIVER more times and is
     // dead-lettered anew: a new entry, same event, still one in the queue.
@@ -352,16 +393,35 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
       expect(withBug.out).toMatch(bugRow);
       const bugSeq = Number(bugRow.exec(withBug.out)![1]);
       expect((await topo.api.get(`/api/v1/customers/${customer!.id}/orders`)).body.orders).toEqual([]);
+      // The saga does not wait for the read model: the order is confirmed, and order-history
+      // records the outcome although it has no order to show it on yet.
+      await waitFor(async () => (await topo.api.get(`/api/v1/orders/${placed.body.id}`)).body.status === "CONFIRMED", { timeoutMs: 15_000, what: "the order confirmed by the saga" });
+      await waitFor(async () => (await admin.unsafe<Array<{ status: string }>>(`SELECT status FROM "${schema}".order_status WHERE order_id = $1`, [placed.body.id]))[0]?.status === "CONFIRMED", {
+        timeoutMs: 15_000,
+        what: "the outcome recorded by order-history",
+      });
+      expect((await topo.api.get(`/api/v1/customers/${customer!.id}/orders`)).body.orders).toEqual([]);
 
       await admin.unsafe(`DROP TRIGGER broken_projection ON "${schema}".orders; DROP FUNCTION "${schema}".broken_projection()`);
       expect(await dlq("redrive", CONSUMER, String(bugSeq))).toMatchObject({ code: 0, out: "re-driven: 1" });
-      const view = await waitFor(async () => (await topo.api.get(`/api/v1/customers/${customer!.id}/orders`)).body.orders?.[0], { timeoutMs: 15_000, what: "the re-driven order in the read model" });
-      expect(view).toMatchObject({ id: placed.body.id, totalCents: 2 * prices.get(productId)!, customerName: customer!.name });
+      // The outcome that came before its OrderCreated is kept.
+      const view = await waitFor(
+        async () => {
+          const o = (await topo.api.get(`/api/v1/customers/${customer!.id}/orders`)).body.orders?.[0];
+          return o?.status === "CONFIRMED" && o;
+        },
+        { timeoutMs: 15_000, what: "the re-driven order in the read model, CONFIRMED" },
+      );
+      expect(view).toMatchObject({ id: placed.body.id, status: "CONFIRMED", totalCents: 2 * prices.get(productId)!, customerName: customer!.name });
       expect((await topo.api.get(`/api/v1/customers/${customer!.id}/orders`)).body.orders).toHaveLength(1);
-      // Only the poison is left.
-      const left = await dlq("list");
+      otherOrders.push({ customerId: customer!.id, lines: [{ productId, quantity: 2 }] });
+      // Only the poison is left: order-history's entry, and payments' saga's.
+      const left = await dlq("list", CONSUMER);
       expect(left.out.split("\n")).toHaveLength(2);
       expect(left.out).toMatch(row);
+      const all = await dlq("list");
+      expect(all.out.split("\n")).toHaveLength(3);
+      expect(all.out).toMatch(paymentsRow);
       await waitFor(async () => (await deadLetters()) === 1, { what: "the dead-letter gauge to count the poison only" });
     } finally {
       await admin.unsafe(`DROP TRIGGER IF EXISTS broken_projection ON "${schema}".orders; DROP FUNCTION IF EXISTS "${schema}".broken_projection()`).catch(() => {});
@@ -434,5 +494,17 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
       `faults e2e (SIGTERM): ${inFlightAtTerm} requests in flight at SIGTERM: ${answeredAfterTerm} answered 202, ${load.connectionErrors.length} failed (${[...new Set(load.connectionErrors.map((e) => e.error))].join(" | ")}), of which ${load.state.replayed} had committed (replayed on retry); ${load.acked.size} orders in all`,
     );
     await expectExactlyOnce(load, customers);
+  });
+
+  it("after every fault, every saga is done, each product reserved exactly what was ordered, and the invariants hold", async () => {
+    const placed = [...loads.flatMap((l) => [...l.acked.values()].map((a) => a.body)), ...otherOrders];
+    expect(placed.length, "orders the tests above placed").toBeGreaterThan(0);
+    const { confirmed, cancelled } = await expectSagasDoneAndInvariantsHold(sagaClients((m) => topo.serverOf(m).url));
+    expect({ confirmed, cancelled }, "sagas by final state").toEqual({ confirmed: placed.length, cancelled: 0 });
+    for (const productId of prices.keys()) {
+      const ordered = placed.flatMap((b) => b.lines).filter((l) => l.productId === productId).reduce((sum, l) => sum + l.quantity, 0);
+      const r = await topo.api.get(`/api/v1/inventory/${productId}`);
+      expect(r.body, `stock of ${productId}`).toEqual({ productId, available: STOCK - ordered, reserved: ordered });
+    }
   });
 });

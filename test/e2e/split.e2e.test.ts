@@ -1,9 +1,10 @@
 /**
- * The split topology of `config/split.json`, for real: three `bun main.ts --config FILE --process
+ * The split topology of `config/split.json`, for real: five `bun main.ts --config FILE --process
  * NAME` processes on the shared NATS and the test Postgres (a random bus and schema prefix, both
  * dropped afterwards), each with its own port and data dir.
- * core hosts catalog and customers, orders hosts orders (it calls core over Connect/HTTP), history
- * hosts the order-history read model (fed only by events over NATS).
+ * core hosts catalog and customers, orders hosts orders (it calls core over Connect/HTTP),
+ * payments and inventory host the saga's other steps, history hosts the order-history read model
+ * and notifications (both fed only by events over NATS).
  *
  * Bun pass only: see the note in harness.ts.
  */
@@ -21,7 +22,9 @@ type Topology = { bus: { nats: Record<string, unknown> }; storage: Record<string
 // Long enough that a call which fails at once is told apart from one that ran into its deadline.
 const RPC_TIMEOUT_MS = 30_000;
 
-describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e)", () => {
+const PROCESSES = ["core", "orders", "payments", "inventory", "history"];
+
+describe.skipIf(!isBun)("split topology: five processes on Postgres + NATS (e2e)", () => {
   const pool = serverPool();
   const prefix = randomPrefix();
   const run = Math.random().toString(36).slice(2, 8);
@@ -39,7 +42,7 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
   beforeAll(async () => {
     // The shipped example, with free ports, temp data dirs, and a bus and schema prefix of this run's own.
     const topology = JSON.parse(readFileSync(join(repoRoot, "config/split.json"), "utf8")) as Topology;
-    expect(Object.keys(topology.topology.processes)).toEqual(["core", "orders", "history"]);
+    expect(Object.keys(topology.topology.processes)).toEqual(PROCESSES);
     for (const [name, p] of Object.entries(topology.topology.processes)) {
       const port = await freePort();
       dirs[name] = pool.dir();
@@ -51,7 +54,7 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
     topology.rpc.timeoutMs = RPC_TIMEOUT_MS;
     file = join(pool.dir(), "split.json");
     writeFileSync(file, JSON.stringify(topology, null, 2));
-    await Promise.all(["core", "orders", "history"].map(start));
+    await Promise.all(PROCESSES.map(start));
   });
   afterAll(async () => {
     await pool.dispose();
@@ -61,11 +64,11 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
 
   it("refuses an inconsistent topology at start, exit 2, naming every problem", () => {
     const bad = join(pool.dir(), "bad.json");
-    writeFileSync(bad, JSON.stringify({ topology: { processes: { a: { modules: ["catalog", "orders"] }, b: { modules: ["orders", "payments"] } } } }));
+    writeFileSync(bad, JSON.stringify({ topology: { processes: { a: { modules: ["catalog", "orders"] }, b: { modules: ["orders", "shipping"] } } } }));
     const r = spawnSync("bun", ["main.ts", "--config", bad, "--process", "b"], { cwd: repoRoot, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? "/tmp" }, encoding: "utf8", timeout: 30_000 });
     expect(r.status, r.stderr).toBe(2);
     for (const problem of [
-      'unknown module "payments"',
+      'unknown module "shipping"',
       "module orders is hosted twice: by process a and by process b",
       "module customers is hosted by no process",
       "module order-history is hosted by no process",
@@ -75,7 +78,7 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
     }
   });
 
-  it("runs the public flow across the processes; the order's trace continues into core", async () => {
+  it("runs the public flow across the processes: the order is confirmed by the saga; its trace continues into core", async () => {
     const core = api(srv.core!.url);
     const orders = api(srv.orders!.url);
     const history = api(srv.history!.url);
@@ -87,24 +90,39 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
     customerId = customer.body.id;
     // Each process serves only its own modules.
     expect((await orders.get(`/api/v1/products/${productId}`)).status).toBe(404);
+    const inventory = api(srv.inventory!.url);
+    const restocked = await inventory.post(`/api/v1/inventory/${productId}/restock`, { quantity: 10 });
+    expect(restocked.status, restocked.text).toBe(200);
 
     const { header, traceId } = randomTraceparent();
     const placed = await orders.post("/api/v1/orders", { customerId, lines: [{ productId, quantity: 2 }] }, { headers: { traceparent: header } });
     expect(placed.status, placed.text).toBe(202);
     expect(placed.headers.get("traceparent")?.split("-")[1]).toBe(traceId);
     firstOrders.push(placed.body.id);
-    expect((await orders.get(`/api/v1/orders/${placed.body.id}`)).body).toMatchObject({ status: "PENDING", totalCents: 6200, lines: [{ productId, quantity: 2, unitPriceCents: 3100 }] });
+    // The saga runs over three processes (orders, payments, inventory) and confirms the order.
+    const confirmed = await waitFor(
+      async () => {
+        const o = (await orders.get(`/api/v1/orders/${placed.body.id}`)).body;
+        return o.status !== "PENDING" && o;
+      },
+      { timeoutMs: 15_000, what: "the order's saga to finish" },
+    );
+    expect(confirmed).toMatchObject({ status: "CONFIRMED", totalCents: 6200, lines: [{ productId, quantity: 2, unitPriceCents: 3100 }] });
+    expect((await inventory.get(`/api/v1/inventory/${productId}`)).body).toEqual({ productId, available: 8, reserved: 2 });
+    const account = await api(srv.payments!.url).post("/payments.v1.PaymentService/GetAccount", { customerId });
+    expect(account.body).toMatchObject({ account: { creditLimitCents: "1000000", availableCents: String(1_000_000 - 6200) } });
 
-    const view = await waitFor(async () => (await history.get(`/api/v1/customers/${customerId}/orders`)).body.orders?.find((o: { id: string }) => o.id === placed.body.id), {
+    const view = await waitFor(async () => (await history.get(`/api/v1/customers/${customerId}/orders`)).body.orders?.find((o: { id: string; status: string }) => o.id === placed.body.id && o.status === "CONFIRMED"), {
       timeoutMs: 15_000,
-      what: "the order in history's read model",
+      what: "the order CONFIRMED in history's read model",
     });
-    expect(view).toMatchObject({ status: "PENDING", totalCents: 6200, customerName: "Budi Santoso", lines: [{ productId, productName: "Kopi Toraja", quantity: 2 }] });
+    expect(view).toMatchObject({ status: "CONFIRMED", totalCents: 6200, customerName: "Budi Santoso", lines: [{ productId, productName: "Kopi Toraja", quantity: 2 }] });
     // Each module keeps its rows in its own schema of the test Postgres, under this run's prefix.
     const counts = await pgTableCounts(prefix);
-    expect(Object.keys(counts).sort()).toEqual(["catalog", "customers", "order_history", "orders"].map((m) => `${prefix}_${m}`));
+    expect(Object.keys(counts).sort()).toEqual(["catalog", "customers", "inventory", "notifications", "order_history", "orders", "payments"].map((m) => `${prefix}_${m}`));
     expect(counts[`${prefix}_orders`]).toMatchObject({ orders: 1 });
     expect(counts[`${prefix}_order_history`]).toMatchObject({ orders: 1 });
+    expect(counts[`${prefix}_payments`]).toMatchObject({ payments: 1 });
 
     // orders called core over HTTP within the caller's trace: core logged both calls with its id.
     const routes = await waitFor(() => {
@@ -155,5 +173,14 @@ describe.skipIf(!isBun)("split topology: three processes on Postgres + NATS (e2e
     );
     // The refused attempts placed nothing: exactly the first order and the one after recovery.
     expect(ids.sort()).toEqual([...firstOrders, back.body.id].sort());
+    // The saga needs nothing from core: the order placed after recovery is confirmed too.
+    const after = await waitFor(
+      async () => {
+        const o = (await orders.get(`/api/v1/orders/${back.body.id}`)).body;
+        return o.status !== "PENDING" && o;
+      },
+      { timeoutMs: 15_000, what: "the saga of the order placed after recovery" },
+    );
+    expect(after.status).toBe("CONFIRMED");
   });
 });

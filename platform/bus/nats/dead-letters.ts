@@ -1,4 +1,5 @@
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { describeError } from "../../observability/logger.ts";
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import type { DeadLetter } from "../types.ts";
 import { copyHeaders, envelopeOf, H, headerValue } from "./envelope.ts";
@@ -20,7 +21,7 @@ export interface DlqContext {
 export async function writeDeadLetter(ctx: DlqContext, consumer: string, m: JsMsg, error: Error, attempts: number): Promise<void> {
   const h = copyHeaders(m.headers);
   h.set(H.consumer, consumer);
-  h.set(H.error, headerValue(error.message || error.name));
+  h.set(H.error, headerValue(describeError(error)));
   h.set(H.attempts, String(attempts));
   h.set(H.deadAt, String(Date.now()));
   // A redriven event keeps the position it was first published at.
