@@ -598,7 +598,19 @@ export async function startTopology(kind: TopologyKind, opts: TopologyOptions = 
  * consumer lag is 0; at least one process must export the backlog gauge.
  */
 export async function settledAcross(bases: readonly string[]): Promise<true | undefined> {
+  // Backlogs and lags are read one after the other, so a single reading can fall between two
+  // steps of a flow (an event consumed, its reaction not yet committed): settled means two
+  // readings in a row that are all zero and show the same published and consumed totals.
+  const first = await settledReading(bases);
+  if (first === undefined) return undefined;
+  const second = await settledReading(bases);
+  return second === first ? true : undefined;
+}
+
+/** All backlogs and lags zero: the published and consumed totals as a fingerprint; else undefined. */
+async function settledReading(bases: readonly string[]): Promise<string | undefined> {
   let backlogSeen = false;
+  const totals: number[] = [];
   for (const base of bases) {
     const res = await fetch(`${base}/metrics`);
     if (res.status !== 200) return undefined;
@@ -607,6 +619,8 @@ export async function settledAcross(bases: readonly string[]): Promise<true | un
     const lag = samples.filter((s) => s.name === "selaras_consumer_lag_events");
     backlogSeen ||= backlog.length > 0;
     if (![...backlog, ...lag].every((s) => s.value === 0)) return undefined;
+    const sum = (name: string) => samples.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0);
+    totals.push(sum("selaras_events_published_total"), sum("selaras_events_consumed_total"));
   }
-  return backlogSeen ? true : undefined;
+  return backlogSeen ? totals.join(",") : undefined;
 }
