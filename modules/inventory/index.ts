@@ -13,7 +13,7 @@ import { inventoryRpc } from "./rpc.ts";
 /**
  * inventory — stock per product, event-sourced: a product's stock is the fold of its stream of
  * StockRestocked, StockReserved and StockReleased events in inventory's own event store
- * (snapshotted every `modules.inventory.snapshotEvery` events, default 100); a `stock`
+ * (snapshotted every `modules.inventory.snapshotEvery` events, default 20); a `stock`
  * projection written with each append serves the reads.
  * Serves `inventory.v1.InventoryService` and `/api/v1/inventory/{productId}` (GET, POST …/restock).
  * Takes part in the order saga through one subscription: StockReservationRequested reserves all

@@ -10,6 +10,53 @@ import type { TraceContext } from "../observability/trace.ts";
 /** A write conflict (the handler's loaded state changed meanwhile) is retried this often before the delivery fails. */
 const MAX_CONFLICT_ATTEMPTS = 20;
 
+/** How long a delivery waits for its module's database to come back before it counts as failed (kept below NATS's default ack wait of 30 s). */
+const STORAGE_OUTAGE_MS = 20_000;
+
+/** In-process locks by key; several keys are taken in sorted order, so two takers cannot deadlock. */
+class KeyedLocks {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async acquire(keys: readonly string[]): Promise<() => void> {
+    const releases: Array<() => void> = [];
+    for (const key of [...new Set(keys)].sort()) {
+      const previous = this.#tails.get(key) ?? Promise.resolve();
+      let release!: () => void;
+      const mine = new Promise<void>((r) => (release = r));
+      const tail = previous.then(() => mine);
+      this.#tails.set(key, tail);
+      await previous;
+      releases.push(() => {
+        release();
+        if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      });
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const r of releases) r();
+    };
+  }
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * True for errors that say the database could not be reached, rather than that the handler or
+ * its writes failed: connection refused or reset, postgres.js connection errors, SQLSTATE class
+ * 08 (connection exception), 53300 (too many connections), 57P0x (server shutting down), and
+ * SQLite busy/locked. Looks through `cause` chains.
+ */
+export function isUnreachable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = String((e as { code?: unknown }).code ?? "");
+    if (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|CONNECTION_|SQLITE_BUSY|SQLITE_LOCKED)/.test(code)) return true;
+    if (/^08|^53300$|^57P0/.test(code)) return true;
+  }
+  return false;
+}
+
 /** A decoded delivery with its handler, and the handler's loaded state once loaded. */
 interface Prepared {
   readonly handler: EventHandler<DescMessage>;
@@ -32,7 +79,7 @@ export function createConsumer(opts: {
   storage: PlatformStorage;
   tracer: Tracer;
   logger: Logger;
-  metrics: Metrics;
+  metrics: Pick<Metrics, "eventsConsumed" | "consumerLagSeconds">;
 }): SubscribeOptions {
   const { module, spec, storage, tracer, metrics, logger } = opts;
   const consumer = `${module}.${spec.name}`;
@@ -70,6 +117,8 @@ export function createConsumer(opts: {
   };
   const lag = metrics.consumerLagSeconds.labels({ consumer });
   const conflicts = metrics.eventsConsumed.labels({ consumer, result: "conflict-retried" });
+  const locks = new KeyedLocks();
+  const unavailable = metrics.eventsConsumed.labels({ consumer, result: "storage-unavailable-retried" });
   const record = (outcomes: Array<"processed" | "duplicate">, batch: readonly Delivery[]) => {
     const now = Date.now();
     outcomes.forEach((o, i) => {
@@ -84,44 +133,93 @@ export function createConsumer(opts: {
     async handle(batch): Promise<DeliveryResult[]> {
       try {
         const decoded = batch.map(decode);
+        // Deliveries contending on one key would load the same version and conflict: one by one.
+        if (contended(decoded)) throw new WriteConflict("contended batch");
         const prepared = decoded.some((p) => p.handler.load) ? await Promise.all(decoded.map(load)) : decoded;
         const outcomes = await storage.transactInternal((tx) => prepared.map((p) => apply(tx, p)));
         record(outcomes, batch);
         return batch.map(() => ({ ok: true }));
       } catch (batchError) {
         // One delivery alone: only a conflict (load again) or a duplicate is worth another try.
-        if (batch.length === 1 && !(batchError instanceof DuplicateDelivery) && !(batchError instanceof WriteConflict)) return [fail(batchError)];
+        if (batch.length === 1 && !(batchError instanceof DuplicateDelivery) && !(batchError instanceof WriteConflict) && !isUnreachable(batchError)) return [fail(batchError)];
       }
-      const results: DeliveryResult[] = [];
-      for (const d of batch) {
-        const r = await one(d);
-        results.push(r);
-        if (!r.ok) break; // later deliveries are redelivered after this one: order per aggregate holds
-      }
-      return results;
+      // One transaction per delivery: aggregates side by side (their transactions still share
+      // commits), each aggregate's deliveries one after the other, stopping at its first failure.
+      const byAggregate = new Map<string, number[]>();
+      batch.forEach((d, i) => {
+        const list = byAggregate.get(d.envelope.aggregateId);
+        if (list) list.push(i);
+        else byAggregate.set(d.envelope.aggregateId, [i]);
+      });
+      const results: Array<DeliveryResult | undefined> = new Array(batch.length);
+      await Promise.all(
+        [...byAggregate.values()].map(async (indexes) => {
+          for (const i of indexes) {
+            results[i] = await one(batch[i]!);
+            if (!results[i]!.ok) return;
+          }
+        }),
+      );
+      // Up to the first failure in batch order; the bus redelivers from there (what committed
+      // after it is then a duplicate for the inbox), so order per aggregate holds.
+      const firstFailure = results.findIndex((r) => !r?.ok);
+      return firstFailure < 0 ? (results as DeliveryResult[]) : (results.slice(0, firstFailure + 1) as DeliveryResult[]);
     },
   };
 
   /** One delivery in its own transaction; a write conflict loads and runs it again, a few times. */
   async function one(d: Delivery): Promise<DeliveryResult> {
+    let unreachableSince: number | undefined;
     for (let attempt = 1; ; attempt++) {
+      let release: (() => void) | undefined;
       try {
-        const p = await load(decode(d));
+        const decoded = decode(d);
+        const keys = decoded.handler.serializeBy?.(decoded.message);
+        if (keys && keys.length > 0) release = await locks.acquire(keys);
+        const p = await load(decoded);
         const outcome = await storage.transactInternal((tx) => apply(tx, p));
+        release?.();
         record([outcome], [d]);
         return { ok: true };
       } catch (err) {
+        release?.();
         if (err instanceof DuplicateDelivery) {
           record(["duplicate"], [d]);
           return { ok: true };
         }
         if (err instanceof WriteConflict && attempt < MAX_CONFLICT_ATTEMPTS) {
           conflicts.inc();
+          // Jittered, growing pause: writers racing for one hot row (a popular product) spread out.
+          await delay(Math.random() * Math.min(50, 2 ** attempt));
           continue;
+        }
+        // The module's database is briefly away (restart, failover, connections exhausted): that
+        // is not the event's fault, so it must not spend the event's deliveries and dead-letter
+        // it. Wait here, with backoff, up to STORAGE_OUTAGE_MS; past that the bus's own retries
+        // take over.
+        if (isUnreachable(err)) {
+          unreachableSince ??= Date.now();
+          if (Date.now() - unreachableSince < STORAGE_OUTAGE_MS) {
+            unavailable.inc();
+            await delay(Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)));
+            continue;
+          }
         }
         return fail(err);
       }
     }
+  }
+
+  /** True when two deliveries share a `serializeBy` key. */
+  function contended(decoded: readonly Prepared[]): boolean {
+    const seen = new Set<string>();
+    for (const p of decoded) {
+      for (const k of p.handler.serializeBy?.(p.message) ?? []) {
+        if (seen.has(k)) return true;
+        seen.add(k);
+      }
+    }
+    return false;
   }
 
   function fail(err: unknown): DeliveryResult {

@@ -90,6 +90,9 @@ function pgOptions(url: URL, schema?: string): Options<{}> {
     username: decodeURIComponent(url.username) || "postgres",
     ...(url.password && { password: decodeURIComponent(url.password) }),
     onnotice: () => {},
+    // No array-type lookup on connect: nothing here binds arrays, and that lookup's rejection on a
+    // refused connection escapes postgres.js unhandled.
+    fetch_types: false,
     types: { int8: { to: 20, from: [20], serialize: (x: unknown) => String(x), parse: (x: string) => Number(x) } } as never,
     ...(schema && { connection: { search_path: schema, application_name: `selaras:${schema}` } }),
   };

@@ -36,6 +36,8 @@ export function sagaSubscription(storage: ModuleStorage, streams: StockStreams):
           return { req, loaded: await loadReserve(storage, streams, req) };
         },
         handle: (_e, _meta, tx, { req, loaded }) => reserveOrder(streams, tx, req, loaded),
+        // Orders racing for one product would all load its stream at one version: take turns.
+        serializeBy: (e) => [`order:${e.orderId}`, ...e.lines.map((l) => `product:${l.productId}`)],
       }),
       on(StockReleaseRequestedSchema, {
         load: async (e) => {
@@ -43,6 +45,7 @@ export function sagaSubscription(storage: ModuleStorage, streams: StockStreams):
           return loadRelease(storage, streams, e.orderId);
         },
         handle: (e, _meta, tx, loaded) => releaseOrder(streams, tx, e.orderId, loaded),
+        serializeBy: (e) => [`order:${e.orderId}`],
       }),
     ],
   };

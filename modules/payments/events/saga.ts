@@ -21,9 +21,10 @@ export function saga(storage: ModuleStorage): SubscriptionSpec {
   return {
     name: "saga",
     handlers: [
-      on(CustomerRegisteredSchema, { load: (e) => openAccount.load(storage, registration(e)), handle: (e, _meta, tx, s) => openAccount.handle(tx, registration(e), s) }),
-      on(OrderCreatedSchema, { load: (e) => chargeOrder.load(storage, charge(e)), handle: (e, _meta, tx, s) => chargeOrder.handle(tx, charge(e), s) }),
-      on(PaymentRefundRequestedSchema, { load: (e) => refundPayment.load(storage, refund(e)), handle: (e, _meta, tx, s) => refundPayment.handle(tx, refund(e), s) }),
+      // Every handler writes the customer's account: deliveries of one customer take turns.
+      on(CustomerRegisteredSchema, { load: (e) => openAccount.load(storage, registration(e)), handle: (e, _meta, tx, s) => openAccount.handle(tx, registration(e), s), serializeBy: (e) => [e.customerId] }),
+      on(OrderCreatedSchema, { load: (e) => chargeOrder.load(storage, charge(e)), handle: (e, _meta, tx, s) => chargeOrder.handle(tx, charge(e), s), serializeBy: (e) => [e.customerId] }),
+      on(PaymentRefundRequestedSchema, { load: (e) => refundPayment.load(storage, refund(e)), handle: (e, _meta, tx, s) => refundPayment.handle(tx, refund(e), s), serializeBy: (e) => [e.customerId] }),
     ],
   };
 }

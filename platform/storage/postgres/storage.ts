@@ -121,6 +121,7 @@ export class PgModuleStorage implements PlatformStorage {
   #closed = false;
   #lease: RelayLease | undefined;
   #leaseAbort = new AbortController();
+  #standingBy = false;
   readonly #listeners = new Set<() => void>();
   #unlisten: (() => Promise<void>) | undefined;
 
@@ -247,6 +248,12 @@ export class PgModuleStorage implements PlatformStorage {
   }
 
   async readUnpublished(limit: number): Promise<OutboxRow[]> {
+    // The lease holds a connection of its own: claim it only once there is something to publish
+    // (a module that only consumes never does), and keep it from then on.
+    if (!this.#lease) {
+      const [pending] = await this.#sql`SELECT 1 AS one FROM selaras_outbox WHERE published_at IS NULL LIMIT 1`;
+      if (!pending) return [];
+    }
     const lease = await this.#leader();
     try {
       return await lease.readUnpublished(limit);
@@ -266,8 +273,9 @@ export class PgModuleStorage implements PlatformStorage {
     }
   }
 
+  /** False only while another instance holds the lease and this one waits for it. */
   get relayLeader(): boolean {
-    return this.#lease !== undefined;
+    return !this.#standingBy;
   }
 
   stopRelaying(): void {
@@ -278,7 +286,8 @@ export class PgModuleStorage implements PlatformStorage {
   async #leader(): Promise<RelayLease> {
     if (this.#lease) return this.#lease;
     if (this.#leaseAbort.signal.aborted) throw new Error(`module ${this.module}: relaying stopped`);
-    const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal });
+    this.#standingBy = true;
+    const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal }).finally(() => (this.#standingBy = false));
     if (!lease) throw new Error(`module ${this.module}: relaying stopped`);
     if (this.#closed || this.#leaseAbort.signal.aborted) {
       await lease.release();
