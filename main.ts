@@ -8,12 +8,15 @@
  *   bun run main.ts migrate               provision and migrate this process's storage, then exit
  *   bun run main.ts provision-sql         the SQL an operator runs to provision Postgres by hand
  *   bun run main.ts check-invariants [URL]   the saga's invariants, checked against a running system
+ *   bun run main.ts replay READ-MODEL [--until TIME]   rebuild a read model in the process hosting it
  */
 import { ConfigError, configHelp, loadConfig } from "./platform/config/index.ts";
 import { DEAD_LETTERS_USAGE, deadLettersCommand } from "./platform/cli/dead-letters.ts";
 import { migrateCommand, provisionSqlCommand, STORAGE_USAGE } from "./platform/cli/storage.ts";
+import { REPLAY_USAGE, replayCommand } from "./platform/cli/replay.ts";
 import { CHECK_INVARIANTS_USAGE, checkInvariantsCommand } from "./ops/check-invariants-command.ts";
 import { createLogger } from "./platform/observability/logger.ts";
+import { capturesOf } from "./platform/cdc/index.ts";
 import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
 import { allModules } from "./modules.ts";
@@ -43,6 +46,10 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  // Runs in the process hosting the read model, wherever that is: before choosing one.
+  if (loaded.command[0] === "replay") {
+    return replayCommand(loaded.command.slice(1), loaded.config, { out: (l) => process.stdout.write(l + "\n"), err: (l) => process.stderr.write(l + "\n") });
+  }
   let plan;
   try {
     plan = planProcess(loaded.config, allModules);
@@ -64,7 +71,7 @@ async function main(): Promise<number> {
     };
     const run = commands[command];
     if (!run || (command !== "dead-letters" && args.length > 0)) {
-      io.err(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n${STORAGE_USAGE}\n${CHECK_INVARIANTS_USAGE}`);
+      io.err(`unknown command: ${loaded.command.join(" ")}\n\n${DEAD_LETTERS_USAGE}\n${STORAGE_USAGE}\n${CHECK_INVARIANTS_USAGE}\n${REPLAY_USAGE}`);
       return 2;
     }
     try {
@@ -76,7 +83,7 @@ async function main(): Promise<number> {
   }
   let platform;
   try {
-    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes });
+    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes, captures: capturesOf(allModules) });
   } catch (err) {
     process.stderr.write(`selaras failed to start: ${(err as Error).message}\n`);
     return 1;

@@ -1,6 +1,7 @@
 /**
  * The modules this binary knows, in start order. `main.ts` imports only their manifests.
  */
+import analytics from "./modules/analytics/index.ts";
 import catalog from "./modules/catalog/index.ts";
 import customers from "./modules/customers/index.ts";
 import inventory from "./modules/inventory/index.ts";
@@ -10,4 +11,4 @@ import orders from "./modules/orders/index.ts";
 import payments from "./modules/payments/index.ts";
 import type { ModuleManifest } from "./platform/module.ts";
 
-export const allModules: readonly ModuleManifest<any>[] = [catalog, customers, orders, payments, inventory, orderHistory, notifications];
+export const allModules: readonly ModuleManifest<any>[] = [catalog, customers, orders, payments, inventory, orderHistory, notifications, analytics];

@@ -93,6 +93,12 @@ export interface ModuleStorage {
 export interface EventHandler<D extends DescMessage = DescMessage, S = any> {
   readonly event: D;
   readonly load?: (event: MessageShape<D>, meta: EventMeta) => Promise<S>;
+  /**
+   * What the handler's writes contend on (e.g. the product ids of a reservation). Deliveries
+   * with a key in common run one after the other within this process, from load to commit, so
+   * they do not all load the same version and conflict; others run side by side.
+   */
+  readonly serializeBy?: (event: MessageShape<D>) => readonly string[];
   handle(event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S): void;
 }
 
@@ -104,13 +110,23 @@ export interface EventHandler<D extends DescMessage = DescMessage, S = any> {
 export function on<D extends DescMessage>(event: D, handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx) => void): EventHandler<D, undefined>;
 export function on<D extends DescMessage, S>(
   event: D,
-  handler: { load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>; handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void },
+  handler: {
+    load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>;
+    handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void;
+    serializeBy?: (event: MessageShape<D>) => readonly string[];
+  },
 ): EventHandler<D, S>;
 export function on<D extends DescMessage, S>(
   event: D,
-  handler: ((event: MessageShape<D>, meta: EventMeta, tx: Tx) => void) | { load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>; handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void },
+  handler:
+    | ((event: MessageShape<D>, meta: EventMeta, tx: Tx) => void)
+    | {
+        load: (event: MessageShape<D>, meta: EventMeta) => Promise<S>;
+        handle: (event: MessageShape<D>, meta: EventMeta, tx: Tx, state: S) => void;
+        serializeBy?: (event: MessageShape<D>) => readonly string[];
+      },
 ): EventHandler<D, S> {
-  return typeof handler === "function" ? { event, handle: handler as EventHandler<D, S>["handle"] } : { event, load: handler.load, handle: handler.handle };
+  return typeof handler === "function" ? { event, handle: handler as EventHandler<D, S>["handle"] } : { event, load: handler.load, handle: handler.handle, serializeBy: handler.serializeBy };
 }
 
 /** A durable subscription: its events are delivered at least once, in order per aggregate, with effects exactly once (inbox). */
@@ -118,6 +134,29 @@ export interface SubscriptionSpec {
   /** Durable name, unique within the module, e.g. `projection`. The consumer is `<module>.<name>`. */
   readonly name: string;
   readonly handlers: readonly EventHandler<any>[];
+  /**
+   * Marks the subscription as a read model built from its events alone: they are retained for
+   * replay, and `bun run main.ts replay <module>.<name>` rebuilds it into a shadow copy with a
+   * second instance of the module, then swaps the tables in.
+   */
+  readonly readModel?: ReadModelSpec;
+}
+
+/** The tables of a read model, which its rebuild replaces (see `SubscriptionSpec.readModel`). */
+export interface ReadModelSpec {
+  /**
+   * Every table this subscription writes and nothing else does; a rebuild replaces exactly these
+   * in one transaction. Other tables must not reference them.
+   */
+  readonly tables: readonly string[];
+}
+
+/** A table whose row changes the platform captures (see `ModuleManifest.captures`). */
+export interface CaptureSpec {
+  /** The module owning the table, e.g. `catalog`. */
+  readonly module: string;
+  /** The table, e.g. `products`; it needs a primary key (the events' aggregate id). */
+  readonly table: string;
 }
 
 /** A Connect service implemented by a module. */
@@ -186,6 +225,13 @@ export interface ModuleManifest<C = unknown> {
   readonly dependsOn?: readonly DescService[];
   /** Event types this module publishes. */
   readonly publishes?: readonly DescMessage[];
+  /**
+   * Tables of other modules whose committed row changes this module consumes, as
+   * `selaras.v1.ChangeEvent` (change data capture: the owning module's code is not involved).
+   * The process hosting the owning module captures them; see platform/cdc/README.md.
+   * @example captures: [{ module: "catalog", table: "products" }]
+   */
+  readonly captures?: readonly CaptureSpec[];
   /** zod schema of the module's config slice (`modules.<name>` in the config file). */
   readonly config?: z.ZodType<C>;
   start(ctx: ModuleContext<C>): ModuleInstance | Promise<ModuleInstance>;

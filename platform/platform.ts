@@ -4,15 +4,17 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { openBus } from "./bus/open.ts";
+import { collectCaptures, startCaptures, type Captures } from "./cdc/capture.ts";
 import { createConsumer } from "./bus/consumer.ts";
 import type { Bus, BusSubscription } from "./bus/types.ts";
 import type { PlatformConfig } from "./config/schema.ts";
 import { createHttpApp } from "./http/app.ts";
-import type { ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
+import type { CaptureSpec, ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
 import { createLogger, type Logger, type LogSink } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { childSpan, formatTraceparent, Tracer } from "./observability/trace.ts";
 import { OutboxRelay } from "./outbox/relay.ts";
+import { mountReadModelAdmin, ReadModels, type ConnectionInfo } from "./read-models/index.ts";
 import { startGrpcServer, type GrpcServer } from "./rpc/grpc-server.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
 import { createRemoteTransport, type RemoteTransport } from "./rpc/remote-transport.ts";
@@ -32,6 +34,12 @@ export interface PlatformOptions {
   readonly remotes?: readonly RemoteProcess[];
   /** Where JSON log lines go (default stdout/stderr). */
   readonly logSink?: LogSink;
+  /**
+   * Tables to capture (change data capture), declared by any module of the binary: this process
+   * captures those of the modules it hosts (`capturesOf(allModules)`). Default: the captures
+   * the hosted modules declare.
+   */
+  readonly captures?: readonly CaptureSpec[];
 }
 
 /** A running platform. No globals: several can run side by side in one process. */
@@ -49,6 +57,8 @@ export interface Platform {
   readonly bus: Bus;
   /** A module's storage, for tests and operator tools. */
   storage(module: string): PlatformStorage;
+  /** The read models this process hosts, with their checkpoints and rebuilds (replay). */
+  readonly readModels: ReadModels;
   /** Starts listening (Bun only), and the gRPC server when `grpc.port` is set. Resolves with the bound ports. */
   listen(): Promise<{ port: number; url: string; grpcPort?: number }>;
   /** Resolves once every outbox is published and every consumer has caught up. */
@@ -123,11 +133,13 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   };
 
   const bus = await openBus(config, logger.child({ component: "bus" }));
+  const readModels = new ReadModels({ bus, config, tracer, logger });
 
   let storages = new Map<string, PlatformStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
   const relays: OutboxRelay[] = [];
   const subscriptions: BusSubscription[] = [];
+  let captures: Captures | undefined;
   const http = createHttpApp({
     logger,
     metrics,
@@ -152,8 +164,10 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   let grpcServer: GrpcServer | undefined;
   let servedBindings: readonly ServiceBinding[] = [];
   const cleanup = async () => {
+    await readModels.stop();
     for (const s of subscriptions) await s.stop();
     for (const r of relays) await r.stop();
+    await captures?.stop();
     for (const { instance } of instances) await instance.stop?.();
     await bus.close();
     for (const s of storages.values()) await s.close();
@@ -168,6 +182,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         return (n) => commits.observe(n);
       },
     });
+    // Before any module writes: a change committed from here on is captured.
+    captures = await startCaptures({ config, specs: opts.captures ?? collectCaptures(opts.modules), storages, bus, logger, metrics });
     const bindings: ServiceBinding[] = [];
     for (const manifest of opts.modules) {
       const storage = storages.get(manifest.name)!;
@@ -187,13 +203,16 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       }
       instance.routes?.(http.app);
       for (const spec of instance.subscriptions ?? []) {
-        subscriptions.push(bus.subscribe(createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger })));
+        const subscription = bus.subscribe({ ...createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger }), retain: spec.readModel !== undefined });
+        subscriptions.push(subscription);
+        if (spec.readModel) readModels.add({ consumer: `${manifest.name}.${spec.name}`, manifest, spec, subscription, storage, context: ctx });
       }
       const relay = new OutboxRelay(storage, bus, { batchSize: config.outbox.batchSize, logger: ctx.logger, metrics });
       relay.start();
       relays.push(relay);
     }
     http.mountServices(bindings);
+    mountReadModelAdmin(http.app, readModels, { token: config.admin.token, logger });
     servedBindings = bindings;
   } catch (err) {
     await cleanup().catch(() => {});
@@ -241,6 +260,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     metrics,
     app: http.app,
     bus,
+    readModels,
     fetch: async (req) => http.app.fetch(req),
     client,
     storage(module) {
@@ -258,7 +278,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         // Bun's own cap answers an empty 413; keep it well above http.maxBodyBytes so the app's
         // limit (413 in the one error shape) is what clients normally meet.
         maxRequestBodySize: Math.max(config.http.maxBodyBytes * 16, 16 * 1024 * 1024),
-        fetch: (req) => http.app.fetch(req),
+        fetch: (req, srv) => http.app.fetch(req, { ip: srv.requestIP(req)?.address } satisfies ConnectionInfo),
       });
       server = s;
       const port = s.port!;
@@ -278,7 +298,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     async settle(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        await Promise.all(relays.map((r) => r.drained()));
+        await Promise.all([...relays.map((r) => r.drained()), captures?.drained()]);
         const lag = [...(await bus.consumerLag()).values()].reduce((a, b) => a + b, 0);
         let backlog = 0;
         for (const s of storages.values()) backlog += (await s.outboxStats()).backlog;
@@ -295,6 +315,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         logger.info("draining: not ready, still serving", { drainMs: config.shutdown.drainMs });
         await new Promise((r) => setTimeout(r, config.shutdown.drainMs));
       }
+      // A rebuild streaming its progress would hold the listener open: abort it first (the live read model stays as it was).
+      await readModels.stop();
       await Promise.all([server?.stop(), grpcServer?.stop()]);
       if (server) logger.info("stopped taking requests; in-flight requests finished");
       await cleanup();

@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../observability/logger.ts";
 import { tempDataDir, waitFor } from "../../test/support/platform.ts";
-import { busConformance, CONFORMANCE, envelope, OTHER, record } from "./bus.conformance.ts";
+import { busConformance, CONFORMANCE, E, envelope, OTHER, record } from "./bus.conformance.ts";
 import { openEmbeddedBus, type EmbeddedBus } from "./embedded.ts";
 import type { EventEnvelope } from "./types.ts";
 
@@ -52,5 +52,31 @@ describe("embedded bus", () => {
     const r2 = record(bus, "c2", ["t.v1.Nothing"]); // a consumer that has not passed them
     expect(await bus.prune(Date.now() + 1)).toBe(0);
     await r2.sub.stop();
+  });
+
+  it("never prunes the events a read model is rebuilt from, and remembers what it pruned", async () => {
+    const seen: string[] = [];
+    const rm = bus.subscribe({
+      consumer: "rm",
+      types: [E],
+      retain: true,
+      async handle(batch) {
+        seen.push(...batch.map((d) => d.envelope.id));
+        return batch.map(() => ({ ok: true as const }));
+      },
+    });
+    const other = record(bus, "c2", [OTHER]);
+    await bus.publish([envelope("x", OTHER), envelope("x"), envelope("x", OTHER), envelope("x")]);
+    await waitFor(() => seen.length === 2 && other.seen.length === 2);
+    await waitFor(async () => [...(await bus.consumerLag()).values()].every((n) => n === 0));
+    // Pausing writes the cursors (otherwise written within 50 ms).
+    await rm.pause!();
+    await other.sub.pause!();
+    expect(await bus.prune(Date.now() + 1)).toBe(2); // the two OTHER events only
+    expect(await bus.retained.gaps([E])).toEqual([]);
+    expect(await bus.retained.gaps([E, OTHER])).toEqual([expect.stringMatching(/^log: t\.v1\.Other pruned up to seq 3$/)]);
+    const replayed: string[] = [];
+    for await (const b of bus.retained.read([E], {}, await bus.retained.head([E]), { batchSize: 10 })) replayed.push(...b.deliveries.map((d) => d.envelope.id));
+    expect(replayed).toEqual(seen);
   });
 });

@@ -1,7 +1,7 @@
 import { join } from "node:path";
-import type { Logger } from "../observability/logger.ts";
+import { describeError, type Logger } from "../observability/logger.ts";
 import { openSqlite, type SqliteConnection, type SqliteOptions, type SqlStatement } from "../storage/sqlite.ts";
-import type { Bus, BusSubscription, DeadLetter, Delivery, EventEnvelope, SubscribeOptions } from "./types.ts";
+import type { Bus, BusPosition, BusSubscription, DeadLetter, Delivery, EventEnvelope, RetainedBatch, RetainedLog, SubscribeOptions } from "./types.ts";
 
 /** Settings of the embedded bus (from the `bus` config section). */
 export interface EmbeddedBusOptions {
@@ -42,7 +42,12 @@ CREATE TABLE IF NOT EXISTS bus_dead_letters (
   PRIMARY KEY (consumer, seq)
 );
 CREATE TABLE IF NOT EXISTS bus_redrives (consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq));
+-- Per event type, the highest seq pruning deleted: a rebuild from the log would miss those events.
+CREATE TABLE IF NOT EXISTS bus_pruned (type TEXT PRIMARY KEY, through_seq INTEGER NOT NULL);
 `;
+
+/** The embedded log's one stream, as named in a `BusPosition`. */
+export const LOG_STREAM = "log";
 
 function toDelivery(row: EventRow, attempt: number): Delivery {
   return {
@@ -82,6 +87,8 @@ export class EmbeddedBus implements Bus {
   #fileClosed = false;
   /** Highest seq in the log; only this process appends, so memory knows it exactly. */
   #head: number;
+  /** Events a read model is rebuilt from, never pruned. */
+  readonly retained: RetainedLog = new EmbeddedRetainedLog(this);
 
   constructor(
     readonly conn: SqliteConnection,
@@ -139,6 +146,9 @@ export class EmbeddedBus implements Bus {
         this.#subs.delete(sub);
         await sub.stop();
       },
+      pause: () => sub.pause(),
+      resume: () => sub.resume(),
+      position: async () => ({ [LOG_STREAM]: sub.cursor }),
     };
   }
 
@@ -174,12 +184,26 @@ export class EmbeddedBus implements Bus {
   }
 
   /**
-   * Deletes events older than `before` (ms) that every known consumer has already passed, and
-   * dead letters whose events are gone. Events are kept for replay until then.
+   * Deletes events older than `before` (ms) that every known consumer has already passed, except
+   * dead letters' events and the types a read model subscribed to here consumes (`retain`: its
+   * rebuild replays them). What it deletes is remembered per type (`retained.gaps`).
    */
   async prune(before: number): Promise<number> {
     const min = this.conn.prepare("SELECT MIN(seq) AS s FROM bus_cursors").get<{ s: number | null }>()?.s ?? 0;
-    return this.conn.prepare("DELETE FROM bus_events WHERE appended_at < ? AND seq <= ? AND seq NOT IN (SELECT seq FROM bus_dead_letters)").run(before, min).changes;
+    const kept = [...new Set([...this.#subs].filter((s) => s.retains).flatMap((s) => s.types))];
+    const where = `appended_at < ? AND seq <= ? AND seq NOT IN (SELECT seq FROM bus_dead_letters)${kept.length > 0 ? ` AND type NOT IN (${kept.map(() => "?").join(", ")})` : ""}`;
+    this.conn.exec("BEGIN IMMEDIATE");
+    try {
+      this.conn
+        .prepare(`INSERT INTO bus_pruned (type, through_seq) SELECT type, MAX(seq) FROM bus_events WHERE ${where} GROUP BY type ON CONFLICT (type) DO UPDATE SET through_seq = MAX(through_seq, excluded.through_seq)`)
+        .run(before, min, ...kept);
+      const n = this.conn.prepare(`DELETE FROM bus_events WHERE ${where}`).run(before, min, ...kept).changes;
+      this.conn.exec("COMMIT");
+      return n;
+    } catch (err) {
+      this.conn.exec("ROLLBACK");
+      throw err;
+    }
   }
 
   async ping(): Promise<void> {
@@ -193,6 +217,38 @@ export class EmbeddedBus implements Bus {
     this.#subs.clear();
     this.#fileClosed = true;
     this.conn.close();
+  }
+}
+
+/** The embedded log read again for a rebuild: one stream, `log`, positions are seqs. */
+class EmbeddedRetainedLog implements RetainedLog {
+  constructor(private readonly bus: EmbeddedBus) {}
+
+  async head(): Promise<BusPosition> {
+    return { [LOG_STREAM]: this.bus.head };
+  }
+
+  async gaps(types: readonly string[]): Promise<string[]> {
+    const rows = this.bus.conn.prepare(`SELECT type, through_seq FROM bus_pruned WHERE type IN (${types.map(() => "?").join(", ") || "NULL"}) ORDER BY type`).all<{ type: string; through_seq: number }>(...types);
+    return rows.map((r) => `${LOG_STREAM}: ${r.type} pruned up to seq ${r.through_seq}`);
+  }
+
+  async count(types: readonly string[], after: BusPosition, upTo: BusPosition): Promise<number> {
+    const sql = `SELECT COUNT(*) AS n FROM bus_events WHERE seq > ? AND seq <= ? AND type IN (${types.map(() => "?").join(", ") || "NULL"})`;
+    return this.bus.conn.prepare(sql).get<{ n: number }>(after[LOG_STREAM] ?? 0, upTo[LOG_STREAM] ?? 0, ...types)?.n ?? 0;
+  }
+
+  async *read(types: readonly string[], after: BusPosition, upTo: BusPosition, opts: { batchSize: number; signal?: AbortSignal }): AsyncIterable<RetainedBatch> {
+    const read = this.bus.conn.prepare(`SELECT * FROM bus_events WHERE seq > ? AND seq <= ? AND type IN (${types.map(() => "?").join(", ") || "NULL"}) ORDER BY seq LIMIT ?`);
+    const end = upTo[LOG_STREAM] ?? 0;
+    for (let from = after[LOG_STREAM] ?? 0; from < end; ) {
+      opts.signal?.throwIfAborted();
+      if (this.bus.fileClosed) throw new Error("bus is closed");
+      const rows = read.all<EventRow>(from, end, ...types, opts.batchSize);
+      if (rows.length === 0) return;
+      from = rows[rows.length - 1]!.seq;
+      yield { deliveries: rows.map((r) => toDelivery(r, 1)), passed: rows.length };
+    }
   }
 }
 
@@ -216,6 +272,10 @@ class EmbeddedSubscription {
   #buffer: EventRow[] = [];
   #redrivePending = true;
   #running = false;
+  /** `pause()` asked the loop to hold still; `#parked` resolves the pausers once it does. */
+  #paused = false;
+  #parked: Array<() => void> = [];
+  #unpark: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #wakeup: (() => void) | undefined;
   #abortSleep: (() => void) | undefined;
@@ -260,6 +320,53 @@ class EmbeddedSubscription {
     return this.#count.get<{ n: number }>(this.#cursor, ...this.opts.types)?.n ?? 0;
   }
 
+  /** The last seq this consumer has passed. */
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  get types(): readonly string[] {
+    return this.opts.types;
+  }
+
+  get retains(): boolean {
+    return this.opts.retain === true;
+  }
+
+  /**
+   * Holds deliveries back once the batch in flight is handled (a retry's backoff is cut short;
+   * the event is retried after `resume`). Resolves with the cursor, written to the log file.
+   */
+  async pause(): Promise<BusPosition> {
+    if (this.#running && !this.#unpark) {
+      this.#paused = true;
+      const parked = new Promise<void>((r) => this.#parked.push(r));
+      this.wake();
+      this.#abortSleep?.();
+      await parked;
+    }
+    clearTimeout(this.#cursorTimer);
+    this.#cursorTimer = undefined;
+    this.#persistCursor();
+    return { [LOG_STREAM]: this.#cursor };
+  }
+
+  resume(): void {
+    this.#paused = false;
+    const unpark = this.#unpark;
+    this.#unpark = undefined;
+    unpark?.();
+  }
+
+  /** Waits in the loop until `resume` (or `stop`). Events offered meanwhile are read from the log afterwards. */
+  async #park(): Promise<void> {
+    this.#buffer = [];
+    this.#knownUpTo = -1;
+    const resumed = new Promise<void>((r) => (this.#unpark = r));
+    for (const p of this.#parked.splice(0)) p();
+    await resumed;
+  }
+
   wake(): void {
     this.#woken = true;
     const w = this.#wakeup;
@@ -278,7 +385,9 @@ class EmbeddedSubscription {
     this.#running = false;
     this.wake();
     this.#abortSleep?.();
+    this.resume();
     await this.#loop;
+    for (const p of this.#parked.splice(0)) p();
     clearTimeout(this.#cursorTimer);
     this.#persistCursor();
   }
@@ -287,6 +396,10 @@ class EmbeddedSubscription {
     const { batchSize } = this.bus.opts;
     while (this.#running) {
       this.#woken = false;
+      if (this.#paused) {
+        await this.#park();
+        continue;
+      }
       if (this.#redrivePending) {
         const redriven = this.#redriven();
         if (redriven.length > 0) {
@@ -336,7 +449,7 @@ class EmbeddedSubscription {
   async #deliver(rows: EventRow[]): Promise<void> {
     let attempt = 1;
     let pending = rows;
-    while (pending.length > 0 && this.#running) {
+    while (pending.length > 0 && this.#running && !this.#paused) {
       const results = await this.opts.handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
       let okCount = 0;
       while (okCount < pending.length && results[okCount]?.ok) okCount++;
@@ -370,7 +483,7 @@ class EmbeddedSubscription {
   async #deliverRedriven(rows: EventRow[]): Promise<void> {
     const row = rows[0]!;
     let attempt = 1;
-    while (this.#running) {
+    while (this.#running && !this.#paused) {
       const [result] = await this.opts.handle([toDelivery(row, attempt)]);
       if (result?.ok || attempt >= this.bus.opts.maxDeliver) {
         this.bus.conn.exec("BEGIN IMMEDIATE");
@@ -412,7 +525,7 @@ class EmbeddedSubscription {
     try {
       this.bus.conn
         .prepare("INSERT OR REPLACE INTO bus_dead_letters (consumer, seq, error, attempts, dead_at) VALUES (?, ?, ?, ?, ?)")
-        .run(this.consumer, row.seq, error.message, attempts, Date.now());
+        .run(this.consumer, row.seq, describeError(error), attempts, Date.now());
       if (row.seq > this.#cursor) this.#saveCursor.run(this.consumer, row.seq);
       this.bus.conn.exec("COMMIT");
     } catch (err) {

@@ -35,6 +35,11 @@ export interface SubscribeOptions {
   readonly types: readonly string[];
   /** Handles a batch in order; resolves with one result per delivery. */
   readonly handle: (batch: readonly Delivery[]) => Promise<readonly DeliveryResult[]>;
+  /**
+   * A read model's subscription: its events are what the read model is rebuilt from, so the
+   * embedded log keeps them whatever `bus.retentionHours` says (NATS streams expire by age alone).
+   */
+  readonly retain?: boolean;
 }
 
 /** A dead-lettered event: a delivery that failed `maxDeliver` times. */
@@ -50,6 +55,44 @@ export interface DeadLetter {
 export interface BusSubscription {
   /** Stops delivering; resolves when the batch in flight finished. */
   stop(): Promise<void>;
+  /**
+   * Holds deliveries back after the batch in flight (in this process); resolves with the
+   * position the consumer stopped at, its checkpoint, once that position is durable on the bus.
+   * Deliveries wait until `resume`.
+   */
+  pause?(): Promise<BusPosition>;
+  /** Delivers again after `pause`. */
+  resume?(): void;
+  /** The consumer's position now: the last event of each stream it has passed (a moving target while it runs). */
+  position?(): Promise<BusPosition>;
+}
+
+/**
+ * Where a consumer stands: per stream of the bus, the position of the last event it has passed
+ * (handled, skipped as another type, or dead-lettered). The embedded bus has one stream, `log`;
+ * NATS one per package and partition. A missing stream is position 0 (nothing passed).
+ */
+export type BusPosition = Readonly<Record<string, number>>;
+
+/** A batch of retained events and how far it got: `passed` counts every position read, wanted type or not. */
+export interface RetainedBatch {
+  readonly deliveries: readonly Delivery[];
+  readonly passed: number;
+}
+
+/**
+ * The events a bus still holds, read again from any position: what a read model is rebuilt from
+ * (and rebuilt as of a past moment). Order is kept per stream, as in delivery.
+ */
+export interface RetainedLog {
+  /** The newest position of each stream that holds any of `types`. */
+  head(types: readonly string[]): Promise<BusPosition>;
+  /** Streams holding `types` whose oldest events are no longer retained (pruned, expired): a rebuild would miss them. */
+  gaps(types: readonly string[]): Promise<string[]>;
+  /** How many positions lie in (after, upTo] over every stream: the total `passed` of `read` over that range. */
+  count(types: readonly string[], after: BusPosition, upTo: BusPosition): Promise<number>;
+  /** The events of `types` in (after, upTo] of each stream, in order per stream, in batches. */
+  read(types: readonly string[], after: BusPosition, upTo: BusPosition, opts: { batchSize: number; signal?: AbortSignal }): AsyncIterable<RetainedBatch>;
 }
 
 /**
@@ -69,4 +112,6 @@ export interface Bus {
   consumerLag(): Promise<Map<string, number>>;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** The retained events, for rebuilding read models (see `RetainedLog`); absent on a bus that cannot replay. */
+  readonly retained?: RetainedLog;
 }

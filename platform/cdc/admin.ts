@@ -61,7 +61,8 @@ export async function ensureSlotAndPublication(sql: Sql, opts: SlotAndPublicatio
   return { slotCreated, publicationCreated };
 }
 
-async function ensureReplicaIdentityFull(sql: Sql, tables: readonly TableRef[]): Promise<void> {
+/** Sets REPLICA IDENTITY FULL on each table where it is not set already (needs ownership). */
+export async function ensureReplicaIdentityFull(sql: Sql, tables: readonly TableRef[]): Promise<void> {
   for (const t of tables) {
     const [row] = await sql<{ ident: string }[]>`
       SELECT c.relreplident AS ident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -71,7 +72,8 @@ async function ensureReplicaIdentityFull(sql: Sql, tables: readonly TableRef[]):
   }
 }
 
-async function ensurePublication(sql: Sql, publication: string, tables: readonly TableRef[]): Promise<boolean> {
+/** Creates the publication for exactly `tables`, or sets an existing one to them; true when created. */
+export async function ensurePublication(sql: Sql, publication: string, tables: readonly TableRef[]): Promise<boolean> {
   const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
   return sql.begin(async (tx) => {
     // Two readers starting at once: the second waits, then finds the publication.
@@ -121,7 +123,7 @@ async function ensureSlot(sql: Sql, slot: string, publication: string): Promise<
  * under concurrent DDL of other sessions: a slot created while their transactions ran fails
  * every decoding with "could not map filenode … to relation OID", for ever.
  */
-async function decodable(sql: Sql, slot: string, publication: string): Promise<boolean> {
+export async function decodable(sql: Sql, slot: string, publication: string): Promise<boolean> {
   try {
     await sql`SELECT count(*) FROM pg_logical_slot_peek_binary_changes(${slot}, NULL, NULL, 'proto_version', '1', 'publication_names', ${`"${publication}"`})`;
     return true;

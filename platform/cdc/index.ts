@@ -36,3 +36,23 @@ export { CdcSetupError, type CdcConnection } from "./session.ts";
  * @example parseLsn(cdc.confirmedLsn) >= parseLsn(commitLsn)
  */
 export { formatLsn, parseLsn, type Lsn } from "./lsn.ts";
+
+/**
+ * Platform capture: the tables modules declare in `captures`, captured by the process hosting
+ * their owner — from a slot `<schema>_cdc` on Postgres, by triggers on SQLite — and published as
+ * `selaras.v1.ChangeEvent` (see README.md, "Platform capture").
+ * @example createPlatform({ config, modules, captures: capturesOf(allModules) })
+ */
+export { capturesOf, collectCaptures, startCaptures, type Captures, type CaptureDeps } from "./capture.ts";
+
+/**
+ * Consuming captured changes: one event type for every table, filtered by module and table.
+ * @example on(ChangeEventSchema, (e, meta, tx) => { if (isChangeOf(e, "catalog", "products")) upsert(tx, e.after); })
+ */
+export { isChangeOf, stableEventId, aggregateKey, changeEnvelope, type CapturedChange } from "./capture-event.ts";
+
+/**
+ * The slot and publication of a module's capture: `<schema>_cdc`.
+ * @example await dropSlot(admin, captureSlotName("selaras_catalog")) // when no module captures it any more
+ */
+export { captureSlotName } from "./capture-postgres.ts";

@@ -12,6 +12,8 @@ export const KEY_FLAGS = [
 ] as const;
 
 const FLAG_KEYS = new Map(KEY_FLAGS.map((f) => [f.flag as string, findKey([f.key])!.key]));
+/** Flags of sub-commands (`replay <read-model> --until <time>`): passed on with their value among the positionals. */
+export const COMMAND_FLAGS = new Set(["--until"]);
 const VALUE_FLAGS = new Set(["--config", "--set", ...FLAG_KEYS.keys()]);
 
 export interface ParsedArgv {
@@ -62,7 +64,11 @@ export function parseArgv(argv: readonly string[]): ParsedArgv {
       const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
       const flag = eq > 0 ? arg.slice(0, eq) : arg;
       const next = argv[i + 1];
-      if (!VALUE_FLAGS.has(flag)) out.problems.push(`${flag}: unknown flag (see --help)`);
+      if (COMMAND_FLAGS.has(flag)) {
+        if (eq > 0) out.command.push(flag, arg.slice(eq + 1));
+        else if (next === undefined || next.startsWith("--")) out.problems.push(`${flag}: missing value`);
+        else out.command.push(flag, argv[++i]!);
+      } else if (!VALUE_FLAGS.has(flag)) out.problems.push(`${flag}: unknown flag (see --help)`);
       else if (eq > 0) apply(flag, arg.slice(eq + 1), out);
       // A following flag is not a value: `--port --host x` is a forgotten value, not port "--host".
       else if (next === undefined || next.startsWith("--")) out.problems.push(`${flag}: missing value`);

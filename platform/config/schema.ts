@@ -191,6 +191,17 @@ const shutdown = z
   .prefault({})
   .describe("Graceful shutdown on SIGTERM/SIGINT.");
 
+const admin = z
+  .strictObject({
+    token: z
+      .string()
+      .min(16, "must be at least 16 characters")
+      .optional()
+      .describe("Bearer token the operator endpoints (/admin/v1/…, e.g. what `bun run main.ts replay` calls) require. Unset (the default): they answer only clients on the loopback interface — set one when a proxy on the same host forwards outside requests."),
+  })
+  .prefault({})
+  .describe("Operator endpoints of the HTTP server.");
+
 const postgresUrl = z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, "expected a postgres:// connection URL such as postgres://user@host:5432/database");
 
 const postgresStorage = z
@@ -212,7 +223,7 @@ const postgresStorage = z
       .record(z.string(), postgresUrl)
       .default({})
       .describe('A module\'s own connection URL, by module name — its own role (and password), and its own database or server if you like (database per service): {"orders": "postgres://selaras_orders:secret@db-orders:5432/orders"}. Provisioning then runs on that database with the administrator of storage.postgres.url\'s credentials.'),
-    poolSize: z.int().min(1).max(100).default(4).describe("Connections of each module's pool (one more per module for the relay lease and one for LISTEN)."),
+    poolSize: z.int().min(1).max(100).default(2).describe("Connections of each module's pool: one carries the group-committed transaction in flight, the others serve reads. Each module also holds one connection for LISTEN, and one for the relay lease once it has events to publish. Mind max_connections: a process of 8 modules holds about 8 × (poolSize + 2)."),
     maxBatch: z.int().min(1).max(10_000).default(256).describe("Most transaction bodies of one module group-committed in one Postgres transaction."),
   })
   .prefault({})
@@ -228,6 +239,25 @@ const storage = z
   })
   .prefault({})
   .describe("Where modules keep their data.");
+
+const cdc = z
+  .strictObject({
+    heartbeatMs: z
+      .int()
+      .positive()
+      .default(10_000)
+      .describe("Postgres capture: how often the reader reports its position to the server and checks the connection, in ms; an idle slot keeps at most about this much WAL."),
+    postgres: z
+      .strictObject({
+        url: postgresUrl
+          .optional()
+          .describe("The role that sets up each captured module's publication and slot and streams it — a superuser, or a role with REPLICATION that is a member of the module's role (owns its tables); its user and password are used on the module's database (host and database as for the module's storage). Unset: the administrator of storage.postgres.url."),
+      })
+      .prefault({})
+      .describe("Change data capture on Postgres."),
+  })
+  .prefault({})
+  .describe("Change data capture of the tables modules declare in `captures` (see platform/cdc/README.md): from the WAL on Postgres, by triggers on SQLite.");
 
 /** The whole platform configuration; see `configHelp()` for every key with its env var. */
 export const PlatformConfigSchema = z.strictObject({
@@ -249,6 +279,8 @@ export const PlatformConfigSchema = z.strictObject({
   storage,
   sqlite,
   shutdown,
+  admin,
+  cdc,
   topology,
   modules: z
     .record(z.string(), z.unknown())

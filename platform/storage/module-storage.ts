@@ -137,6 +137,7 @@ export class SqliteModuleStorage implements PlatformStorage {
   #scheduled = false;
   #closed = false;
   readonly #outboxListeners = new Set<() => void>();
+  readonly #commitListeners = new Set<() => void>();
   readonly #statements = new StatementCache<unknown>((s) => (s.build(this.conn.db, s.tables.sqlite, "sqlite") as { prepare(): unknown }).prepare());
 
   constructor(
@@ -206,6 +207,15 @@ export class SqliteModuleStorage implements PlatformStorage {
     return () => this.#outboxListeners.delete(listener);
   }
 
+  /**
+   * Called after every commit of this storage, whatever it wrote: wakes the change capture,
+   * whose triggers write its change table in the module's own transactions (platform/cdc).
+   */
+  afterCommit(listener: () => void): () => void {
+    this.#commitListeners.add(listener);
+    return () => this.#commitListeners.delete(listener);
+  }
+
   #flush(): void {
     this.#scheduled = false;
     const batch = this.#queue;
@@ -262,6 +272,7 @@ export class SqliteModuleStorage implements PlatformStorage {
       else p.reject(r.error);
     });
     if (tx.outboxAppended > 0) for (const l of this.#outboxListeners) l();
+    for (const l of this.#commitListeners) l();
   }
 
   /** Unpublished outbox rows in commit order. */

@@ -384,7 +384,7 @@ export const TOPOLOGIES = ["embedded", "postgres", "split"] as const;
 export type TopologyKind = (typeof TOPOLOGIES)[number];
 
 /** Every module of the platform, as the topology file names them. */
-const ALL_MODULES = ["catalog", "customers", "orders", "payments", "inventory", "order-history", "notifications"] as const;
+const ALL_MODULES = ["catalog", "customers", "orders", "payments", "inventory", "order-history", "notifications", "analytics"] as const;
 
 /** REST resource (first segment after `/api/v1/`) → the module that serves it. */
 const REST_RESOURCES: Readonly<Record<string, string>> = { products: "catalog", customers: "customers", orders: "orders", inventory: "inventory" };

@@ -50,7 +50,7 @@ interface ReadModelOrder {
 }
 
 /** The consumers of the reference system, by `<module>.<subscription>`. */
-const CONSUMERS = ["orders.saga", "payments.saga", "inventory.saga", "order-history.projection", "notifications.outcomes"];
+const CONSUMERS = ["orders.saga", "payments.saga", "inventory.saga", "order-history.projection", "notifications.outcomes", "analytics.sales"];
 
 const notes = (o: OrderJson) => o.saga.history.map((h) => h.note);
 

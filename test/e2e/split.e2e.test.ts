@@ -119,7 +119,7 @@ describe.skipIf(!isBun)("split topology: five processes on Postgres + NATS (e2e)
     expect(view).toMatchObject({ status: "CONFIRMED", totalCents: 6200, customerName: "Budi Santoso", lines: [{ productId, productName: "Kopi Toraja", quantity: 2 }] });
     // Each module keeps its rows in its own schema of the test Postgres, under this run's prefix.
     const counts = await pgTableCounts(prefix);
-    expect(Object.keys(counts).sort()).toEqual(["catalog", "customers", "inventory", "notifications", "order_history", "orders", "payments"].map((m) => `${prefix}_${m}`));
+    expect(Object.keys(counts).sort()).toEqual(["analytics", "catalog", "customers", "inventory", "notifications", "order_history", "orders", "payments"].map((m) => `${prefix}_${m}`));
     expect(counts[`${prefix}_orders`]).toMatchObject({ orders: 1 });
     expect(counts[`${prefix}_order_history`]).toMatchObject({ orders: 1 });
     expect(counts[`${prefix}_payments`]).toMatchObject({ payments: 1 });

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import postgres, { type Options, type Sql } from "postgres";
+import { dropPublication, dropSlot } from "../../platform/cdc/admin.ts";
 
 /**
  * The shared test Postgres (trust auth): `SELARAS_TEST_POSTGRES`, default
@@ -39,16 +40,29 @@ export async function dropPg(admin: Sql, schemas: readonly string[], roles: read
     if (!exists) continue;
     // Ends the role's sessions first (a lingering pooled connection would block DROP ROLE).
     await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${r}`;
-    await admin.unsafe(`DROP OWNED BY "${r}"; DROP ROLE "${r}"`);
+    // Under the provisioning lock: DROP OWNED revokes the role's CONNECT, an update of the same
+    // pg_database row that a platform provisioning at the same time grants on — concurrently,
+    // one of them fails with "tuple concurrently updated".
+    await admin.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(hashtext('selaras.provision'), 0)`;
+      await tx.unsafe(`DROP OWNED BY "${r}"`);
+      await tx.unsafe(`DROP ROLE "${r}"`);
+    });
   }
 }
 
-/** Drops every schema and role named `<prefix>_…` (a test topology's modules), sessions first. */
+/**
+ * Drops every replication slot, publication, schema and role named `<prefix>_…` (a test
+ * topology's modules and their change capture), sessions first. A slot left behind would keep
+ * WAL on the shared server for ever.
+ */
 export async function dropPgPrefix(prefix: string): Promise<void> {
   if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new Error(`not a test prefix: ${prefix}`);
   const admin = pgConnect();
   try {
     const like = `${prefix.replace(/_/g, "\\_")}\\_%`;
+    for (const { n } of await admin<{ n: string }[]>`SELECT slot_name AS n FROM pg_replication_slots WHERE slot_name LIKE ${like}`) await dropSlot(admin, n);
+    for (const { n } of await admin<{ n: string }[]>`SELECT pubname AS n FROM pg_publication WHERE pubname LIKE ${like}`) await dropPublication(admin, n);
     const schemas = (await admin<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`).map((r) => r.n);
     const roles = (await admin<{ n: string }[]>`SELECT rolname AS n FROM pg_roles WHERE rolname LIKE ${like}`).map((r) => r.n);
     await dropPg(admin, schemas, roles);

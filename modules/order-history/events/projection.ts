@@ -27,6 +27,8 @@ function placedOrder(e: OrderCreated, meta: EventMeta): PlacedOrder {
  */
 export const projection: SubscriptionSpec = {
   name: "projection",
+  // Rebuilt from the retained events with `bun run main.ts replay order-history.projection`.
+  readModel: { tables: ["customers", "products", "orders", "order_lines", "order_status"] },
   handlers: [
     on(CustomerRegisteredSchema, (e, _meta, tx) => historyStore.putCustomer(tx, { id: e.customerId, name: e.name })),
     on(ProductCreatedSchema, (e, _meta, tx) => historyStore.putProduct(tx, { id: e.productId, name: e.name, version: 1 })),

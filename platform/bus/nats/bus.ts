@@ -1,11 +1,12 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { connect, NoRespondersError, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../../observability/logger.ts";
-import type { Bus, BusSubscription, DeadLetter, EventEnvelope, SubscribeOptions } from "../types.ts";
+import type { Bus, BusSubscription, DeadLetter, EventEnvelope, RetainedLog, SubscribeOptions } from "../types.ts";
 import { ensureConsumer, ensureStream, type StreamSettings } from "./admin.ts";
 import { readDeadLetters, redriveDeadLetters, writeDeadLetter, type DlqContext } from "./dead-letters.ts";
 import { envelopeHeaders } from "./envelope.ts";
 import { dlqStream, eventStream, eventStreamSubjects, eventSubject, partitionOf, PREFIX_PATTERN, redriveStream, splitType } from "./names.ts";
+import { NatsRetainedLog } from "./retained.ts";
 import { NatsSubscription } from "./subscription.ts";
 
 /** Settings of the NATS JetStream bus (from the `bus` and `bus.nats` config sections). */
@@ -72,6 +73,8 @@ export class NatsBus implements Bus {
   readonly #dlq: DlqContext;
   #connected = true;
   #closed = false;
+  /** The event streams read again from any position, for rebuilding read models. */
+  readonly retained: RetainedLog = new NatsRetainedLog(this);
 
   constructor(
     readonly nc: NatsConnection,
@@ -131,6 +134,9 @@ export class NatsBus implements Bus {
         this.#subs.delete(sub);
         await sub.stop();
       },
+      pause: () => sub.pause(),
+      resume: () => sub.resume(),
+      position: () => sub.position(),
     };
   }
 

@@ -1,5 +1,5 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import type { DeliveryResult, SubscribeOptions } from "../types.ts";
+import type { BusPosition, DeliveryResult, SubscribeOptions } from "../types.ts";
 import type { NatsBus } from "./bus.ts";
 import { envelopeOf, H } from "./envelope.ts";
 import { consumerToken, eventStream, redriveStream, redriveSubject, splitType } from "./names.ts";
@@ -34,6 +34,15 @@ export class NatsSubscription {
   #setReady!: () => void;
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #sleeps = new Set<() => void>();
+  /** While paused, a delivered message is held (unacked) until `resume`: nothing is handled. */
+  #paused = false;
+  #resumed: Promise<void> = Promise.resolve();
+  #resume: () => void = () => {};
+  /** Messages being handled right now; `pause` waits for none. */
+  #inFlight = 0;
+  #idleWaiters: Array<() => void> = [];
+  /** Per event stream, the highest stream seq this instance acked or terminated. */
+  readonly #lastDone = new Map<string, number>();
 
   constructor(
     private readonly bus: NatsBus,
@@ -63,9 +72,43 @@ export class NatsSubscription {
   /** Stops the loops; resolves once the message in flight was handled and acked. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.resume();
     for (const wake of this.#sleeps) wake();
     for (const it of this.#iterators) it.stop();
     await this.#main;
+  }
+
+  /**
+   * Stops handling once the messages in flight are handled (a message delivered meanwhile is held,
+   * unacked, until `resume`), then waits until the server's ack floors include every ack this
+   * instance sent — acks are fire-and-forget — and resolves with them: the checkpoint. Other
+   * instances of the process are not paused.
+   */
+  async pause(): Promise<BusPosition> {
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#resumed = new Promise((r) => (this.#resume = r));
+    }
+    if (this.#inFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
+    for (const deadline = Date.now() + this.bus.opts.requestTimeoutMs; ; ) {
+      const position = await this.position();
+      if ([...this.#lastDone].every(([stream, seq]) => (position[stream] ?? 0) >= seq)) return position;
+      if (Date.now() > deadline) throw new Error(`consumer ${this.consumer}: NATS did not confirm its acks in time`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#resume();
+  }
+
+  /** The ack floor of each event stream: the last event every instance has passed. */
+  async position(): Promise<BusPosition> {
+    await this.bus.within(this.#ready, `consumer ${this.consumer} is not set up on NATS yet`);
+    const events = this.#sources.filter((s) => !s.redrive);
+    const infos = await Promise.all(events.map((s) => this.bus.jsm.consumers.info(s.stream, s.durable)));
+    return Object.fromEntries(events.map((s, i) => [s.stream, infos[i]!.ack_floor.stream_seq]));
   }
 
   /** Events not yet processed: pending plus in flight, over every consumer of this subscription. */
@@ -106,8 +149,9 @@ export class NatsSubscription {
           if (!this.#running) messages.stop();
           for await (const m of messages) {
             // Delivered while stopping: released at once rather than blocking the partition until ack_wait.
+            if (this.#paused && this.#running) await this.#hold(m);
             if (!this.#running) m.nak();
-            else await this.#process(m, source);
+            else await this.#handle(m, source);
             failures = 0;
           }
         } finally {
@@ -124,6 +168,32 @@ export class NatsSubscription {
     }
   }
 
+  /** Keeps a message delivered while paused until `resume`, telling the server it is being worked on. */
+  async #hold(m: JsMsg): Promise<void> {
+    const ackWaitMs = this.bus.opts.ackWaitSeconds * 1000;
+    const timer = setInterval(() => m.working(), Math.max(ackWaitMs / 3, 100));
+    try {
+      await this.#resumed;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** `#process` counted as in flight, so that `pause` can wait for it. */
+  async #handle(m: JsMsg, source: Source): Promise<void> {
+    this.#inFlight++;
+    try {
+      await this.#process(m, source);
+    } finally {
+      if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Remembers an event stream's message as passed (acked or terminated), for `pause`. */
+  #done(source: Source, m: JsMsg): void {
+    if (!source.redrive) this.#lastDone.set(source.stream, Math.max(this.#lastDone.get(source.stream) ?? 0, m.seq));
+  }
+
   async #process(m: JsMsg, source: Source): Promise<void> {
     const log = this.bus.opts.logger;
     let envelope;
@@ -132,11 +202,13 @@ export class NatsSubscription {
     } catch (err) {
       log.error("message on a bus subject is not a Selaras event; terminated", { consumer: this.consumer, subject: m.subject, seq: m.seq, err });
       m.term();
+      this.#done(source, m);
       return;
     }
     // The consumer reads its whole partition stream: types it does not handle are skipped.
     if (!this.#types.has(envelope.type)) {
       m.ack();
+      this.#done(source, m);
       return;
     }
     const attempt = m.info.deliveryCount;
@@ -149,6 +221,7 @@ export class NatsSubscription {
     }
     if (result?.ok) {
       m.ack();
+      this.#done(source, m);
       return;
     }
     const error = result && !result.ok ? result.error : new Error("no result for delivery");
@@ -158,6 +231,7 @@ export class NatsSubscription {
         await this.bus.deadLetter(this.consumer, m, error, attempt);
         log.error("event dead-lettered", { consumer: this.consumer, seq, type: envelope.type, eventId: envelope.id, attempts: attempt, err: error });
         m.term();
+        this.#done(source, m);
         return;
       } catch (dlqErr) {
         log.error("could not dead-letter an event; will retry", { consumer: this.consumer, seq, eventId: envelope.id, err: dlqErr });
