@@ -1,7 +1,7 @@
 /**
  * The end-to-end phases: the binary in one of its topologies (`system.ts`: embedded; every module
- * in one process on Postgres + NATS; three processes split on Postgres + NATS), driven over REST.
- * Seeds products and customers, then:
+ * in one process on Postgres + NATS; the processes of config/split.json on Postgres + NATS),
+ * driven over REST. Seeds products and customers, then:
  *  - fixed rate: an open loop at a fixed orders/s; latency from the orders outbox commit (right
  *    before the 202) to the order-history read-model commit, and the orders relay lag, both from
  *    the servers' own Prometheus histograms (increase between a scrape before and one after);
@@ -9,6 +9,7 @@
  *    and end-to-end orders/s = orders / time until the read model had caught up.
  * Then reads the read model back for a sample of customers to check every accepted order is there.
  */
+import { cpuDelta, type PidCpu } from "./infra.ts";
 import { buckets, increase, quantile, total, value, type Sample } from "./prom.ts";
 import { closedLoop, openLoop, type LoadResult } from "./load.ts";
 import { seed } from "./seed.ts";
@@ -32,9 +33,20 @@ export interface E2eOptions {
   modules: readonly string[];
   /** When set, every server process writes a CPU profile (Bun's --cpu-prof, also as markdown) under this dir on exit. */
   profileDir?: string;
+  /** `KEY=VALUE` pairs passed as `--set` to every server process (default: none). */
+  serverSets?: readonly string[];
+  /**
+   * How often to scrape /metrics while waiting for the read model to catch up or the system to
+   * settle, in ms (default 20). Each scrape costs the server CPU (~15-25 ms under Bun, mostly
+   * prom-client's heap-space statistics), so a topology that takes long to catch up must be
+   * polled less often or the polling itself slows it down.
+   */
+  pollMs?: number;
 }
 
 const PROJECTION = "order-history.projection";
+/** How long to wait after the saturation load for the read model to catch up (then: not caught up). */
+const CATCH_UP_TIMEOUT_MS = 180_000;
 
 /** Percentiles of a histogram's increase between two scrapes, in ms. */
 export interface HistogramFigures {
@@ -79,23 +91,28 @@ const sumDefined = (xs: Record<string, number | undefined>) => {
 
 /**
  * CPU use over a phase, in cores: the server processes (together and each), this process (the
- * load generator), Postgres and NATS (Postgres topologies), and everything else on the machine
- * (other work competing for the same cores).
+ * load generator), Postgres (this run's sessions and the server's background processes) and
+ * NATS (Postgres topologies), and everything else on the machine (other work competing for the
+ * same cores — other clients of the shared Postgres count here).
  */
 class CpuWindow {
   readonly #wall = performance.now();
   readonly #server: Record<string, number | undefined>;
-  readonly #services: { postgres: number; nats: number } | undefined;
   readonly #self = process.cpuUsage();
   readonly #machine = machineJiffies();
-  constructor(private readonly system: System) {
+  private constructor(
+    private readonly system: System,
+    private readonly services: { postgres: PidCpu; nats: PidCpu } | undefined,
+  ) {
     this.#server = system.cpuSeconds();
-    this.#services = system.serviceCpuSeconds();
   }
-  read() {
+  static async start(system: System): Promise<CpuWindow> {
+    return new CpuWindow(system, await system.serviceCpuSeconds());
+  }
+  async read() {
+    const services = await this.system.serviceCpuSeconds();
     const wall = (performance.now() - this.#wall) / 1000;
     const now = this.system.cpuSeconds();
-    const services = this.system.serviceCpuSeconds();
     const self = process.cpuUsage(this.#self);
     const machine = machineJiffies();
     const perProcess: Record<string, number | null> = {};
@@ -103,8 +120,8 @@ class CpuWindow {
     const a = sumDefined(this.#server);
     const b = sumDefined(now);
     const server = a === undefined || b === undefined ? null : (b - a) / wall;
-    const pg = services && this.#services ? (services.postgres - this.#services.postgres) / wall : null;
-    const nats = services && this.#services ? (services.nats - this.#services.nats) / wall : null;
+    const pg = services && this.services ? cpuDelta(this.services.postgres, services.postgres) / wall : null;
+    const nats = services && this.services ? cpuDelta(this.services.nats, services.nats) / wall : null;
     const bench = (self.user + self.system) / 1e6 / wall;
     const busy = machine && this.#machine ? (machine.busy - this.#machine.busy) / 100 / wall : null;
     return {
@@ -121,24 +138,48 @@ class CpuWindow {
 /** Sum of a gauge over all its series (0 when absent). */
 const sum = (s: Sample[], name: string) => value(s, name) ?? 0;
 
-/** Polls /metrics until `done` holds; resolves with the performance.now() at which it did. */
-async function until(server: System, what: string, done: (s: Sample[]) => boolean, timeoutMs: number): Promise<number> {
+/** Consumers with a non-zero lag in a scrape, e.g. `inventory.saga=1204`. */
+const laggards = (s: Sample[]) =>
+  s
+    .filter((x) => x.name === "selaras_consumer_lag_events" && x.value > 0)
+    .map((x) => `${x.labels.consumer}=${x.value}`)
+    .join(" ") || "none";
+
+/**
+ * Polls /metrics every `pollMs` until `done` holds; resolves with the performance.now() at which it
+ * did, or — after `timeoutMs` — with `undefined` and what was still behind.
+ */
+async function waitUntil(server: System, done: (s: Sample[]) => boolean, timeoutMs: number, pollMs: number): Promise<{ at?: number; behind?: string }> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const s = await server.scrape();
-    if (done(s)) return performance.now();
-    if (performance.now() > deadline) {
-      const lags = s.filter((x) => x.name === "selaras_consumer_lag_events" && x.value > 0).map((x) => `${x.labels.consumer}=${x.value}`);
-      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; outbox backlog ${sum(s, "selaras_outbox_backlog")}, consumer lag ${lags.join(" ") || "0"}`);
-    }
-    await sleep(20);
+    if (done(s)) return { at: performance.now() };
+    if (performance.now() > deadline) return { behind: `outbox backlog ${sum(s, "selaras_outbox_backlog")}, consumer lag ${laggards(s)}` };
+    await sleep(pollMs);
   }
 }
 
-/** The read model has every order: the projection has no lag and no outbox holds an unpublished row. */
-const caughtUp = (s: Sample[]) => value(s, "selaras_consumer_lag_events", { consumer: PROJECTION }) === 0 && sum(s, "selaras_outbox_backlog") === 0;
-/** Everything is quiet: every consumer (sagas too) caught up, every outbox published. */
-const settled = (s: Sample[]) => sum(s, "selaras_consumer_lag_events") === 0 && sum(s, "selaras_outbox_backlog") === 0;
+/** `waitUntil` that throws on timeout (before the measurements start, nothing can be reported). */
+async function until(server: System, what: string, done: (s: Sample[]) => boolean, timeoutMs: number, pollMs: number): Promise<number> {
+  const r = await waitUntil(server, done, timeoutMs, pollMs);
+  if (r.at === undefined) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; ${r.behind}`);
+  return r.at;
+}
+
+/**
+ * Everything is quiet: every consumer (sagas too) caught up, every outbox published — in one
+ * scrape, and the projection's gauge present (a scrape where a bus gauge could not be read has
+ * none, and must not look settled).
+ */
+const settled = (s: Sample[]) =>
+  value(s, "selaras_consumer_lag_events", { consumer: PROJECTION }) !== undefined && sum(s, "selaras_consumer_lag_events") === 0 && sum(s, "selaras_outbox_backlog") === 0;
+/**
+ * The read model has every order, in its final state: settled. The projection also applies what
+ * the order saga decides (CONFIRMED/CANCELLED after payments and inventory answered), so its own
+ * lag can touch 0 between two saga steps while orders are still in flight; only every consumer and
+ * every outbox at 0 in one scrape means every order went all the way through.
+ */
+const caughtUp = settled;
 
 function loadFigures(r: LoadResult) {
   return {
@@ -169,6 +210,17 @@ function commitFigures(before: Sample[], after: Sample[]) {
   return out;
 }
 
+/** Deliveries each consumer handled between two scrapes, by result (processed, duplicate, conflict-retried, failed). */
+function consumerFigures(before: Sample[], after: Sample[]) {
+  const out: Record<string, Record<string, number>> = {};
+  for (const x of after.filter((x) => x.name === "selaras_events_consumed_total")) {
+    const { consumer, result } = x.labels as { consumer: string; result: string };
+    const n = (value(after, x.name, { consumer, result }) ?? 0) - (value(before, x.name, { consumer, result }) ?? 0);
+    if (n > 0) (out[consumer] ??= {})[result] = n;
+  }
+  return out;
+}
+
 /** Module-to-module calls between two scrapes, by transport and method: calls and p50/p99. */
 function rpcFigures(before: Sample[], after: Sample[]) {
   const out: Record<string, HistogramFigures> = {};
@@ -184,8 +236,9 @@ function rpcFigures(before: Sample[], after: Sample[]) {
 export async function runE2eBench(opts: E2eOptions) {
   const kind = opts.kind ?? "embedded";
   const label = opts.label ?? "e2e";
+  const pollMs = opts.pollMs ?? 20;
   progress(`${label}: starting the ${kind} topology${kind === "embedded" ? " (`bun main.ts` on a fresh data dir)" : ` (${kind === "split" ? "config/split.json" : "config/single-postgres.json"} on Postgres + NATS)`}`);
-  const server = await startSystem(kind, { root: opts.root, modules: opts.modules, profileDir: opts.profileDir });
+  const server = await startSystem(kind, { root: opts.root, modules: opts.modules, profileDir: opts.profileDir, serverSets: opts.serverSets });
   try {
     const consumers = (await server.scrape()).filter((s) => s.name === "selaras_consumer_lag_events").map((s) => s.labels.consumer!);
     if (!consumers.includes(PROJECTION)) throw new Error(`the server has no consumer ${PROJECTION}; its consumers: ${consumers.join(", ") || "none"}`);
@@ -194,7 +247,7 @@ export async function runE2eBench(opts: E2eOptions) {
       .join(", ");
     progress(`${label}: ${where}${server.prefix ? `, prefix ${server.prefix}` : ""}; seeding ${opts.products} products and ${opts.customers} customers`);
     const data = await seed(server.urlOf, { ...opts, modules: server.modules });
-    await until(server, "the seed data to settle", settled, 60_000);
+    await until(server, "the seed data to settle", settled, 60_000, pollMs);
     const url = `${server.urlOf("orders")}/api/v1/orders`;
     const perCustomer = new Map<number, number>();
     const count = (r: LoadResult) => {
@@ -204,48 +257,58 @@ export async function runE2eBench(opts: E2eOptions) {
 
     progress(`${label}/warm-up: ${opts.warmupSeconds} s, 16 closed-loop clients`);
     count(await closedLoop({ url, clients: 16, seconds: opts.warmupSeconds, bodies: data.bodies }));
-    await until(server, "the warm-up to settle", settled, 120_000);
+    await until(server, "the warm-up to settle", settled, 120_000, pollMs);
 
     progress(`${label}/fixed-rate: open loop at ${opts.rate} orders/s for ${opts.rateSeconds} s`);
     let before = await server.scrape();
-    let cpu = new CpuWindow(server);
+    let cpu = await CpuWindow.start(server);
+    const fixedStart = performance.now();
     const fixed = await openLoop({ url, rate: opts.rate, seconds: opts.rateSeconds, bodies: data.bodies });
     count(fixed);
-    await until(server, "the fixed-rate phase to settle", settled, 120_000);
+    const fixedSettled = await waitUntil(server, settled, 120_000, pollMs);
+    if (fixedSettled.behind) progress(`${label}/fixed-rate: WARNING not settled after 120 s (${fixedSettled.behind}); figures cover what was done by then`);
     let after = await server.scrape();
     const fixedRate = {
       targetRate: opts.rate,
       ...loadFigures(fixed),
+      settledAfterLoadSec: fixedSettled.at === undefined ? null : round((fixedSettled.at - fixedStart) / 1000 - fixed.seconds),
+      notSettled: fixedSettled.behind,
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
-      cpu: cpu.read(),
+      cpu: await cpu.read(),
       commits: commitFigures(before, after),
+      consumers: consumerFigures(before, after),
       rpc: rpcFigures(before, after),
     };
 
     progress(`${label}/saturation: ${opts.clients} closed-loop keep-alive clients for ${opts.saturationSeconds} s`);
     before = after;
-    cpu = new CpuWindow(server);
+    cpu = await CpuWindow.start(server);
     const start = performance.now();
     const sat = await closedLoop({ url, clients: opts.clients, seconds: opts.saturationSeconds, bodies: data.bodies });
     count(sat);
-    const cpuLoad = cpu.read();
-    const cpuCatch = new CpuWindow(server);
+    const cpuLoad = await cpu.read();
+    const cpuCatch = await CpuWindow.start(server);
     progress(`${label}/saturation: ${sat.accepted} orders accepted; waiting for the read model to catch up`);
-    const caughtAt = await until(server, "the read model to catch up", caughtUp, 180_000);
-    await until(server, "the saturation phase to settle", settled, 180_000);
+    const caught = await waitUntil(server, caughtUp, CATCH_UP_TIMEOUT_MS, pollMs);
+    // Not caught up in time: the end-to-end rate is below accepted / (time waited) — an upper bound.
+    if (caught.behind) progress(`${label}/saturation: WARNING read model not caught up ${CATCH_UP_TIMEOUT_MS / 1000} s after the load (${caught.behind})`);
     after = await server.scrape();
-    const caughtUpAfterSec = (caughtAt - start) / 1000;
+    const caughtUpAfterSec = ((caught.at ?? performance.now()) - start) / 1000;
     const saturation = {
       clients: opts.clients,
       ...loadFigures(sat),
+      caughtUp: caught.at !== undefined,
       caughtUpAfterSec: round(caughtUpAfterSec),
+      /** When not caught up: an upper bound (orders / time waited). */
       endToEndPerSec: round(sat.accepted / caughtUpAfterSec, 0),
+      notCaughtUp: caught.behind,
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
       cpuWhileLoading: cpuLoad,
-      cpuCatchingUp: cpuCatch.read(),
+      cpuCatchingUp: await cpuCatch.read(),
       commits: commitFigures(before, after),
+      consumers: consumerFigures(before, after),
       rpc: rpcFigures(before, after),
     };
 
@@ -253,6 +316,8 @@ export async function runE2eBench(opts: E2eOptions) {
     progress(`${label}: read model holds ${readModelCheck.found}/${readModelCheck.expected} orders of ${readModelCheck.customersChecked} sampled customers`);
     return {
       topology: kind,
+      serverSets: opts.serverSets ?? [],
+      pollMs,
       processes: Object.fromEntries(Object.entries(server.processes).map(([n, p]) => [n, server.modules.filter((m) => server.urlOf(m) === p.url)])),
       prefix: server.prefix,
       modules: server.modules,

@@ -98,30 +98,58 @@ export async function streamCount(prefix: string): Promise<number> {
 
 const CLK_TCK = 100;
 
+function cpuOfPid(pid: string | number): { comm: string; seconds: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), seconds: (Number(f[11]) + Number(f[12])) / CLK_TCK };
+  } catch {
+    return undefined; // gone, or not on Linux
+  }
+}
+
+/** CPU seconds used so far, by pid. */
+export type PidCpu = Record<number, number>;
+
 /**
- * User+system CPU seconds used so far by every `postgres` and `nats-server` process on this
- * machine (Linux /proc; undefined elsewhere). Backends that exit between two readings take their
- * CPU with them, so this is a lower bound; the platform's pools keep theirs open.
+ * User+system CPU seconds used so far by the Postgres processes serving this run — the sessions of
+ * the roles `<prefix>_…` and the server's background processes (WAL writer, checkpointer, …), not
+ * other clients' sessions — and by every `nats-server` process; by pid, so a window can subtract
+ * (`cpuDelta`). Undefined off Linux or when Postgres runs on another machine.
  */
-export function serviceCpuSeconds(): { postgres: number; nats: number } | undefined {
+export async function serviceCpuSeconds(prefix: string): Promise<{ postgres: PidCpu; nats: PidCpu } | undefined> {
   let pids: string[];
   try {
     pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d));
   } catch {
     return undefined;
   }
-  const out = { postgres: 0, nats: 0 };
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const key = comm === "postgres" ? "postgres" : comm === "nats-server" ? "nats" : undefined;
-      if (!key) continue;
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out[key] += (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    } catch {
-      // gone in the meantime
-    }
+  const sql = admin();
+  let pgPids: number[];
+  try {
+    const like = `${prefix}\\_%`;
+    pgPids = (await sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE usename LIKE ${like} OR backend_type <> 'client backend'`).map((r) => r.pid);
+  } finally {
+    await sql.end({ timeout: 1 });
   }
-  return out;
+  const postgres: PidCpu = {};
+  for (const pid of pgPids) {
+    const c = cpuOfPid(pid);
+    if (c?.comm === "postgres") postgres[pid] = c.seconds;
+  }
+  // Postgres on another machine: none of its pids is ours to read.
+  if (Object.keys(postgres).length === 0) return undefined;
+  const nats: PidCpu = {};
+  for (const pid of pids) {
+    const c = cpuOfPid(pid);
+    if (c?.comm === "nats-server") nats[Number(pid)] = c.seconds;
+  }
+  return { postgres, nats };
+}
+
+/** CPU seconds used between two readings by the processes alive at the second (new ones from 0). */
+export function cpuDelta(before: PidCpu, after: PidCpu): number {
+  let t = 0;
+  for (const [pid, s] of Object.entries(after)) t += s - (before[Number(pid)] ?? 0);
+  return t;
 }

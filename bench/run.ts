@@ -28,7 +28,8 @@ const HELP = `bun run bench [options]
   --skip-rpc           skip phase 1 (co-located RPC cost)
   --skip-e2e           skip phase 2 (embedded end to end)
   --skip-postgres      skip phase 3 (one process on Postgres + NATS)
-  --skip-split         skip phase 4 (three processes, config/split.json, on Postgres + NATS)
+  --skip-split         skip phase 4 (the processes of config/split.json on Postgres + NATS;
+                       load goes to the process hosting orders)
   --clients=N          saturation: concurrent keep-alive clients (default 64)
   --seconds=N          saturation: seconds of load (default 20; quick 5)
   --rate=N             fixed-rate phase, embedded: orders/s (default 1000)
@@ -36,6 +37,8 @@ const HELP = `bun run bench [options]
   --rate-seconds=N     fixed-rate phase: seconds (default 10; quick 4)
   --out=FILE           JSON output (default bench/results/latest.json)
   --strict             exit 1 when a figure misses its bar
+  --server-set=K=V     passed as \`--set K=V\` to every server process of phases 2-4 (repeatable),
+                       to measure a configuration other than the default; shown in the output
   --profile-server     every server process writes a CPU profile (.cpuprofile and .md) to
                        .tmp/bench-profile/<topology>-<process>/
 
@@ -45,18 +48,29 @@ roles and streams under a random prefix.
 `;
 
 /** The end-to-end phases: topology, phase number, table prefix, bars. */
-const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string }> = [
-  { kind: "embedded", phase: 2, name: "embedded end to end", prefix: "", bars: EMBEDDED_BARS, skipFlag: "skip-e2e" },
-  { kind: "postgres", phase: 3, name: "one process on Postgres + NATS", prefix: "PG 1 process", bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-postgres" },
-  { kind: "split", phase: 4, name: "three processes split on Postgres + NATS", prefix: "PG split", bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-split" },
+/**
+ * The end-to-end phases: topology, phase number, table prefix, bars, and how often to poll
+ * /metrics while waiting (a scrape costs a server ~20 ms of CPU: the Postgres topologies, which
+ * take seconds to catch up, are polled every 250 ms so the polling does not slow them down).
+ */
+const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string; pollMs: number }> = [
+  { kind: "embedded", phase: 2, name: "embedded end to end", prefix: "", bars: EMBEDDED_BARS, skipFlag: "skip-e2e", pollMs: 20 },
+  { kind: "postgres", phase: 3, name: "one process on Postgres + NATS", prefix: "PG 1 process", bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-postgres", pollMs: 250 },
+  { kind: "split", phase: 4, name: "config/split.json processes on Postgres + NATS", prefix: "PG split", bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-split", pollMs: 250 },
 ];
 const PHASES = 1 + E2E_PHASES.length;
 
 function parseArgs(argv: string[]) {
   const flags = new Map<string, string | true>();
+  const serverSets: string[] = [];
   for (const a of argv) {
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(a);
     if (!m) throw new Error(`unknown argument ${a}\n\n${HELP}`);
+    if (m[1] === "server-set") {
+      if (!m[2] || !/^[a-zA-Z][\w.]*=/.test(m[2])) throw new Error("--server-set needs KEY=VALUE, e.g. --server-set=bus.nats.partitions=8");
+      serverSets.push(m[2]);
+      continue;
+    }
     flags.set(m[1]!, m[2] ?? true);
   }
   const known = ["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"];
@@ -85,6 +99,7 @@ function parseArgs(argv: string[]) {
       rateSeconds: num("rate-seconds", quick ? 4 : 10),
       warmupSeconds: quick ? 1 : 3,
       profileDir: flags.has("profile-server") ? join(ROOT, ".tmp/bench-profile") : undefined,
+      serverSets,
       products: 50,
       customers: 200,
     },
@@ -186,7 +201,7 @@ async function main(): Promise<number> {
     progress(`phase ${ph.phase}/${PHASES}: ${ph.name} (modules: ${mods.names.join(", ")})`);
     try {
       const rate = ph.kind === "embedded" ? opts.e2e.rate : opts.pgRate;
-      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: ph.kind === "embedded" ? "e2e" : ph.kind });
+      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: ph.kind === "embedded" ? "e2e" : ph.kind, pollMs: ph.pollMs });
       out[key] = { bars: ph.bars, ...e };
       rows.push(...e2eRows(e, ph.bars, ph.prefix));
       if (opts.e2e.profileDir) progress(`server CPU profiles written under ${opts.e2e.profileDir}/${ph.kind}-*`);
@@ -228,6 +243,7 @@ async function main(): Promise<number> {
   for (const e of errors) process.stderr.write(`\n${e}\n`);
   process.stdout.write(`\nSelaras benchmark — ${result.date}, ${result.machine.cpus} cpus (${result.machine.cpuModel ?? "?"}), bun ${Bun.version}${opts.quick ? ", --quick" : ""}\n`);
   process.stdout.write("The load generator shares the machine's cores with the server; figures are not server-only capacity.\n");
+  if (opts.e2e.serverSets.length > 0) process.stdout.write(`Server configuration overrides (phases 2-4): ${opts.e2e.serverSets.map((kv) => `--set ${kv}`).join(" ")}\n`);
   if (busy) process.stdout.write(`Other processes kept ${otherAtStart!.toFixed(2)} cores busy at the start: absolute figures are low.\n`);
   process.stdout.write("\n");
   process.stdout.write(formatTable(rows) + "\n\n");

@@ -2,7 +2,7 @@
  * The system under test of an end-to-end phase, in one of three topologies:
  *  - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus (the default config);
  *  - `postgres`: config/single-postgres.json, every module in one process on Postgres + NATS;
- *  - `split`: the three processes of config/split.json on Postgres + NATS.
+ *  - `split`: the processes of config/split.json (each hosting some modules) on Postgres + NATS.
  * The Postgres topologies get a fresh prefix for their schemas, roles and streams, free ports and
  * temp data dirs; `stop()` (also when start-up fails, also on Ctrl-C) drops all of them.
  */
@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BENCH_NATS, BENCH_POSTGRES, benchPrefix, deleteStreams, dropPgPrefix, serviceCpuSeconds, streamCount } from "./infra.ts";
+import { BENCH_NATS, BENCH_POSTGRES, benchPrefix, deleteStreams, dropPgPrefix, serviceCpuSeconds, streamCount, type PidCpu } from "./infra.ts";
 import type { Sample } from "./prom.ts";
 import { startServer, type Server } from "./server.ts";
 import { progress } from "./util.ts";
@@ -31,8 +31,8 @@ export interface System {
   scrape(): Promise<Sample[]>;
   /** CPU seconds used so far by each process of the system. */
   cpuSeconds(): Record<string, number | undefined>;
-  /** CPU seconds used so far by the Postgres and NATS servers (undefined on the embedded topology). */
-  serviceCpuSeconds(): { postgres: number; nats: number } | undefined;
+  /** CPU seconds used so far by the Postgres and NATS servers, by pid (undefined on the embedded topology). */
+  serviceCpuSeconds(): Promise<{ postgres: PidCpu; nats: PidCpu } | undefined>;
   /** The last lines of every process. */
   tail(): string;
   stop(): Promise<void>;
@@ -77,7 +77,7 @@ function system(kind: SystemKind, processes: Record<string, Server>, placement: 
     },
     scrape: () => scrapeAll(processes),
     cpuSeconds: () => Object.fromEntries(Object.entries(processes).map(([n, s]) => [n, s.cpuSeconds()])),
-    serviceCpuSeconds: () => (kind === "embedded" ? undefined : serviceCpuSeconds()),
+    serviceCpuSeconds: async () => (prefix === undefined ? undefined : serviceCpuSeconds(prefix)),
     tail: () =>
       Object.entries(processes)
         .map(([n, s]) => (Object.keys(processes).length > 1 ? `--- ${n} ---\n${s.tail()}` : s.tail()))
@@ -90,11 +90,13 @@ function system(kind: SystemKind, processes: Record<string, Server>, placement: 
  * Starts a topology and resolves once every process logged `listening`.
  * `modules`: what modules.ts registers (the embedded topology hosts all of them).
  * `profileDir`: each process writes a CPU profile into `<profileDir>/<kind>-<process>/` on exit.
+ * `serverSets`: `KEY=VALUE` pairs passed as `--set` to every process (after the config file).
  */
-export async function startSystem(kind: SystemKind, opts: { root: string; modules: readonly string[]; profileDir?: string }): Promise<System> {
+export async function startSystem(kind: SystemKind, opts: { root: string; modules: readonly string[]; profileDir?: string; serverSets?: readonly string[] }): Promise<System> {
+  const sets = (opts.serverSets ?? []).flatMap((kv) => ["--set", kv]);
   const prof = (name: string) => (opts.profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(opts.profileDir, `${kind}-${name}`)}`] : []);
   if (kind === "embedded") {
-    const server = await startServer({ root: opts.root, bunArgs: prof("all") });
+    const server = await startServer({ root: opts.root, bunArgs: prof("all"), args: ["--port", "0", "--host", "127.0.0.1", ...sets] });
     return system(kind, { all: server }, Object.fromEntries(opts.modules.map((m) => [m, "all"])), () => server.stop());
   }
 
@@ -147,7 +149,7 @@ export async function startSystem(kind: SystemKind, opts: { root: string; module
   try {
     const names = Object.keys(file.topology.processes);
     const started = await Promise.allSettled(
-      names.map((name) => startServer({ root: opts.root, name, bunArgs: prof(name), args: ["--config", configFile, "--process", name], handleSignals: false, timeoutMs: 60_000 })),
+      names.map((name) => startServer({ root: opts.root, name, bunArgs: prof(name), args: ["--config", configFile, "--process", name, ...sets], handleSignals: false, timeoutMs: 60_000 })),
     );
     started.forEach((r, i) => r.status === "fulfilled" && (processes[names[i]!] = r.value));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
