@@ -57,12 +57,15 @@ describe("orders contract", () => {
   }
 
   /**
-   * Places a fresh order and waits for its event. The outbox is relayed in commit order, so once
-   * it is seen every event committed before it has been seen too: how the test proves an event
-   * was *not* published, without sleeping.
+   * Places a fresh order, waits until the platform settled (every outbox published, every
+   * subscriber caught up) and for the order's event: every event committed before it has been
+   * seen then — how the test proves an event was *not* published, without sleeping.
    */
   async function barrier(): Promise<EventEnvelope[]> {
     const { order } = await client.placeOrder({ customerId, lines: [{ productId: teh, quantity: 1 }] });
+    // Every outbox published and every subscriber caught up: on NATS orders travel on different
+    // partitions, so the barrier's own event alone proves nothing about the others.
+    await t.platform.settle();
     return waitFor(() => (events.events.some((e) => e.aggregateId === order!.id) ? [...events.events] : undefined), { what: "the barrier event" });
   }
 
