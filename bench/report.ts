@@ -60,6 +60,15 @@ export interface E2eBars {
 
 export const EMBEDDED_BARS: E2eBars = { ordersPerSec: 5000, readModelP99Ms: 10, relayP99Ms: 5 };
 
+/** Transactions per accepted order over the step, and how many bodies shared a COMMIT (group commit). */
+function commitsPerOrder(step: E2e["saturation"]): string {
+  const all = Object.values(step.commits);
+  const commits = all.reduce((a, c) => a + c.commits, 0);
+  const bodies = all.reduce((a, c) => a + c.bodies, 0);
+  if (step.accepted === 0 || commits === 0) return "n/a";
+  return `${round(commits / step.accepted)} / ${round(bodies / commits)}`;
+}
+
 /** Rows of an end-to-end phase; `prefix` names the phase in every row ("" for the embedded one). */
 export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row[] {
   const s = e.saturation;
@@ -82,6 +91,7 @@ export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row
       `${p}Saturation: CPU server${byProcess ? "s" : ""} / load gen${services ? " / Postgres / NATS" : ""} / other processes`,
       `${c.serverCores ?? "n/a"}${byProcess} / ${c.benchCores}${services ? ` / ${c.postgresCores} / ${c.natsCores}` : ""} / ${c.otherCores ?? "n/a"} cores`,
     ),
+    row(`${p}Saturation: COMMITs per order, bodies per COMMIT (all modules)`, commitsPerOrder(s)),
     row(
       `${p}Fixed rate: accepted/s, send to last reply (target ${f.targetRate}/s)`,
       fmt(f.acceptedPerSec, "orders/s") + (f.acceptedPerSec < 0.95 * f.targetRate ? " (server fell behind)" : "") + (f.notSettled ? " (not settled 120 s after: lag figures incomplete)" : ""),
