@@ -35,12 +35,7 @@ export interface E2eOptions {
   profileDir?: string;
   /** `KEY=VALUE` pairs passed as `--set` to every server process (default: none). */
   serverSets?: readonly string[];
-  /**
-   * How often to scrape /metrics while waiting for the read model to catch up or the system to
-   * settle, in ms (default 20). Each scrape costs the server CPU (~15-25 ms under Bun, mostly
-   * prom-client's heap-space statistics), so a topology that takes long to catch up must be
-   * polled less often or the polling itself slows it down.
-   */
+  /** Shortest interval between two scrapes of /metrics while waiting (default 20 ms; see `waitUntil`). */
   pollMs?: number;
 }
 
@@ -146,16 +141,31 @@ const laggards = (s: Sample[]) =>
     .join(" ") || "none";
 
 /**
- * Polls /metrics every `pollMs` until `done` holds; resolves with the performance.now() at which it
- * did, or — after `timeoutMs` — with `undefined` and what was still behind.
+ * Polls /metrics until `done` holds; resolves with the performance.now() at which it did, or —
+ * after `timeoutMs` — with `undefined` and what was still behind. A scrape costs the scraped
+ * process CPU (15-60 ms under Bun, growing with its heap: prom-client's heap-space statistics), so
+ * after a scrape that took t ms the next one waits max(`pollMs`, 9 t): the polling never takes
+ * more than ~10 % of the system it waits for.
  */
-async function waitUntil(server: System, done: (s: Sample[]) => boolean, timeoutMs: number, pollMs: number): Promise<{ at?: number; behind?: string }> {
+async function waitUntil(
+  server: System,
+  done: (s: Sample[]) => boolean,
+  timeoutMs: number,
+  pollMs: number,
+): Promise<{ at?: number; behind?: string; scrapes: number; meanScrapeMs: number }> {
   const deadline = performance.now() + timeoutMs;
+  let scrapes = 0;
+  let scraping = 0;
   for (;;) {
+    const t = performance.now();
     const s = await server.scrape();
-    if (done(s)) return { at: performance.now() };
-    if (performance.now() > deadline) return { behind: `outbox backlog ${sum(s, "selaras_outbox_backlog")}, consumer lag ${laggards(s)}` };
-    await sleep(pollMs);
+    const now = performance.now();
+    scrapes++;
+    scraping += now - t;
+    const stats = { scrapes, meanScrapeMs: round(scraping / scrapes) };
+    if (done(s)) return { at: now, ...stats };
+    if (now > deadline) return { behind: `outbox backlog ${sum(s, "selaras_outbox_backlog")}, consumer lag ${laggards(s)}`, ...stats };
+    await sleep(Math.max(pollMs, 9 * (now - t)));
   }
 }
 
@@ -303,6 +313,8 @@ export async function runE2eBench(opts: E2eOptions) {
       /** When not caught up: an upper bound (orders / time waited). */
       endToEndPerSec: round(sat.accepted / caughtUpAfterSec, 0),
       notCaughtUp: caught.behind,
+      /** Scrapes of /metrics while waiting for the read model, and their mean wall time. */
+      catchUpPolling: { scrapes: caught.scrapes, meanScrapeMs: caught.meanScrapeMs },
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
       cpuWhileLoading: cpuLoad,
