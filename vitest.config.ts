@@ -13,6 +13,8 @@ export default defineConfig({
     // The machine has 2 cores; e2e tests start child processes.
     maxWorkers: 2,
     pool: "forks",
+    // Drops what killed runs left on the shared Postgres (replication slots above all).
+    globalSetup: ["test/support/global-setup.ts"],
     projects: [
       { extends: true, test: { name: "embedded", include: ["**/*.test.ts"], exclude } },
       {

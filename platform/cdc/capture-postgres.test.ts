@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { deleteStreams, NatsServer, SHARED_NATS } from "../../test/support/nats-server.ts";
 import { bootModules, tempDataDir, testConfig, waitFor } from "../../test/support/platform.ts";
 import { dropPgPrefix, pgConnect, TEST_POSTGRES_URL } from "../../test/support/postgres.ts";
+import { timedPrefix } from "../../test/support/stale.ts";
 import type { PlatformConfig } from "../config/schema.ts";
 import { parseLsn } from "./lsn.ts";
 import { seen, shelf, shelfTx, watcher, type Seen } from "./capture.fixtures.ts";
@@ -13,26 +14,15 @@ import { seen, shelf, shelfTx, watcher, type Seen } from "./capture.fixtures.ts"
 // `shelf.items` from the WAL through a slot named after shelf's schema, and the watcher module
 // consumes the change events through its inbox. Each test boots under its own prefix
 // `cdcp_<creation time, base 36 s>_<random>` (schemas, roles, slot, publication, streams), dropped
-// after the test; a sweep drops leftovers of crashed runs older than STALE_S.
+// after the test; the suite's global set-up drops leftovers of killed runs (test/support/stale.ts).
 const PREFIX = "cdcp_";
-const STALE_S = 15 * 60;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-async function sweepStale(admin: Sql): Promise<void> {
-  const like = `${PREFIX}%`.replace(/_/g, "\\_");
-  const names = await admin<{ n: string }[]>`SELECT DISTINCT split_part(nspname, '_', 1) || '_' || split_part(nspname, '_', 2) AS n FROM pg_namespace WHERE nspname LIKE ${like}`;
-  for (const { n } of names) {
-    const born = parseInt(n.slice(PREFIX.length), 36);
-    if (Number.isFinite(born) && Date.now() / 1000 - born > STALE_S) await dropPgPrefix(n);
-  }
-}
 
 describe("change capture on Postgres (logical replication slot)", () => {
   let admin: Sql;
   const cleanups: Array<() => Promise<void>> = [];
   beforeAll(async () => {
     admin = pgConnect();
-    await sweepStale(admin);
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
@@ -41,7 +31,7 @@ describe("change capture on Postgres (logical replication slot)", () => {
 
   /** A fresh prefix for one test's schemas, slot and streams, dropped after the test. */
   function topology(nats = SHARED_NATS) {
-    const prefix = `${PREFIX}${Math.floor(Date.now() / 1000).toString(36)}_${randomBytes(3).toString("hex")}`;
+    const prefix = timedPrefix(PREFIX, randomBytes(3).toString("hex"));
     const dataDir = tempDataDir();
     cleanups.push(async () => {
       await dropPgPrefix(prefix);

@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../test/support/platform.ts";
 import { pgConnect, pgOptions } from "../../test/support/postgres.ts";
+import { timedPrefix } from "../../test/support/stale.ts";
 import { createLogger } from "../observability/logger.ts";
 import { dropPublication, dropSlot, ensureSlotAndPublication } from "./admin.ts";
 import type { ChangeEvent } from "./change-event.ts";
@@ -12,28 +13,12 @@ import { CdcSetupError } from "./session.ts";
 
 // Integration: the shared Postgres (wal_level=logical). Every object this file creates is named
 // `cdct_<creation time, base 36 seconds>_<random>…`: its own slots and publications are dropped
-// after each test, its schema after all; a sweep also drops inactive leftovers of crashed runs
-// older than STALE_S — a leaked slot would keep WAL on this shared server for ever.
+// after each test, its schema after all; the suite's global set-up drops leftovers of killed runs
+// (test/support/stale.ts) — a leaked slot would keep WAL on this shared server for ever.
 const PREFIX = "cdct_";
-const STALE_S = 15 * 60;
-const RUN = `${PREFIX}${Math.floor(Date.now() / 1000).toString(36)}_${randomBytes(3).toString("hex")}`;
+const RUN = timedPrefix(PREFIX, randomBytes(3).toString("hex"));
 const SCHEMA = RUN;
 const MB = 1024 * 1024;
-
-/** Drops slots, publications and schemas of earlier runs of this file that were left behind. */
-async function sweepStale(admin: Sql): Promise<void> {
-  const stale = (name: string) => {
-    const born = parseInt(name.slice(PREFIX.length).split("_")[0] ?? "", 36);
-    return Number.isFinite(born) && Date.now() / 1000 - born > STALE_S;
-  };
-  const like = `${PREFIX.replace(/_/g, "\\_")}%`;
-  const slots = await admin<{ n: string }[]>`SELECT slot_name AS n FROM pg_replication_slots WHERE slot_name LIKE ${like} AND NOT active`;
-  for (const { n } of slots.filter((s) => stale(s.n))) await dropSlot(admin, n, { terminate: false }).catch(() => {});
-  const pubs = await admin<{ n: string }[]>`SELECT pubname AS n FROM pg_publication WHERE pubname LIKE ${like}`;
-  for (const { n } of pubs.filter((p) => stale(p.n))) await dropPublication(admin, n);
-  const schemas = await admin<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`;
-  for (const { n } of schemas.filter((s) => stale(s.n))) await admin.unsafe(`DROP SCHEMA IF EXISTS "${n}" CASCADE`);
-}
 
 /** Records what the reader hands over: every attempt, and the batches the callback accepted. */
 function consumer(fail: (changes: ChangeEvent[], batch: ChangeBatch) => boolean = () => false) {
@@ -62,7 +47,6 @@ describe("CDC reader on a permanent pgoutput slot", () => {
 
   beforeAll(async () => {
     admin = pgConnect();
-    await sweepStale(admin);
     await admin.unsafe(`CREATE SCHEMA "${SCHEMA}"`);
   });
   afterEach(async () => {
@@ -74,7 +58,6 @@ describe("CDC reader on a permanent pgoutput slot", () => {
   });
   afterAll(async () => {
     await admin.unsafe(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
-    await sweepStale(admin);
     await admin.end();
   });
 

@@ -5,13 +5,17 @@ import { createServer } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { tempDataDir, waitFor } from "./platform.ts";
+import { timedPrefix } from "./stale.ts";
 
 /** The shared NATS server of this machine (JetStream on). Tests never touch streams they did not create. */
 export const SHARED_NATS = process.env.SELARAS_TEST_NATS ?? "nats://127.0.0.1:4222";
 
-/** A bus prefix no other test run uses: every stream a test creates starts with it (upper-cased). */
+/**
+ * A bus and storage prefix no other test run uses, e.g. `t_tp3u61_3fa9c2`: every stream a test
+ * creates starts with it (upper-cased), every schema, role and slot with `<prefix>_`.
+ */
 export function randomPrefix(): string {
-  return `t${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  return timedPrefix("t_", randomUUID().slice(0, 6));
 }
 
 /** Names of the streams whose name starts with `<PREFIX>_` — the ones a test with that prefix created. */

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres, { type Options, type Sql } from "postgres";
 import { dropPublication, dropSlot } from "../../platform/cdc/admin.ts";
+import { timedPrefix } from "./stale.ts";
 
 /**
  * The shared test Postgres (trust auth): `SELARAS_TEST_POSTGRES`, default
@@ -27,9 +28,9 @@ export function pgConnect(user?: string, extra: Options<{}> = {}): Sql {
   return postgres({ ...pgOptions(user), ...extra });
 }
 
-/** A fresh prefix for schema and role names, e.g. `t_3fa9c2`. */
+/** A fresh prefix for schema and role names, e.g. `t_tp3u61_3fa9c2` (see `timedPrefix`). */
 export function randomPgPrefix(): string {
-  return `t_${randomBytes(4).toString("hex")}`;
+  return timedPrefix("t_", randomBytes(3).toString("hex"));
 }
 
 /** Drops the schemas and then the roles a test created (and nothing else). */
@@ -52,7 +53,8 @@ export async function dropPg(admin: Sql, schemas: readonly string[], roles: read
 }
 
 /**
- * Drops every replication slot, publication, schema and role named `<prefix>_…` (a test
+ * Drops every replication slot, publication, schema and role named `<prefix>_…`, and the schema
+ * `<prefix>` (a test
  * topology's modules and their change capture), sessions first. A slot left behind would keep
  * WAL on the shared server for ever.
  */
@@ -63,7 +65,7 @@ export async function dropPgPrefix(prefix: string): Promise<void> {
     const like = `${prefix.replace(/_/g, "\\_")}\\_%`;
     for (const { n } of await admin<{ n: string }[]>`SELECT slot_name AS n FROM pg_replication_slots WHERE slot_name LIKE ${like}`) await dropSlot(admin, n);
     for (const { n } of await admin<{ n: string }[]>`SELECT pubname AS n FROM pg_publication WHERE pubname LIKE ${like}`) await dropPublication(admin, n);
-    const schemas = (await admin<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`).map((r) => r.n);
+    const schemas = (await admin<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like} OR nspname = ${prefix}`).map((r) => r.n);
     const roles = (await admin<{ n: string }[]>`SELECT rolname AS n FROM pg_roles WHERE rolname LIKE ${like}`).map((r) => r.n);
     await dropPg(admin, schemas, roles);
   } finally {
