@@ -15,7 +15,7 @@ export type OpenedBus = Bus & { prune?(before: number): Promise<number> };
 export async function openBus(config: PlatformConfig, logger: Logger): Promise<OpenedBus> {
   const { bus } = config;
   if (bus.kind === "nats") {
-    return openNatsBus({ ...bus.nats, maxDeliver: bus.maxDeliver, backoffMs: bus.backoffMs, retentionHours: bus.retentionHours, name: config.serviceName, logger });
+    return openNatsBus({ ...bus.nats, maxDeliver: bus.maxDeliver, backoffMs: bus.backoffMs, retentionHours: bus.retentionHours, batchSize: bus.batchSize, name: config.serviceName, logger });
   }
   return openEmbeddedBus({ dataDir: config.dataDir, sqlite: config.sqlite, maxDeliver: bus.maxDeliver, backoffMs: bus.backoffMs, batchSize: bus.batchSize, logger });
 }

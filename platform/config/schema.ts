@@ -122,7 +122,7 @@ const nats = z
       .min(1)
       .max(64)
       .default(4)
-      .describe("Aggregates are hashed onto this many partitions, one stream per proto package and partition. Each partition is consumed in order with one event in flight: this is how many events of one package a subscription processes at once. Change it only with every consumer caught up."),
+      .describe("Aggregates are hashed onto this many partitions, one stream per proto package and partition. Each partition of a subscription is read in order by one instance at a time (the holder of its lease), in batches: partitions spread a subscription's work over its instances. Change it only with every consumer caught up."),
     duplicateWindowSeconds: z
       .int()
       .positive()
@@ -133,6 +133,18 @@ const nats = z
       .positive()
       .default(30)
       .describe("How long a delivered event may stay unacknowledged (a consumer process died mid-event) before NATS delivers it again."),
+    maxAckPending: z
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(512)
+      .describe("Events delivered to a partition's reader and not yet acknowledged: the window it batches from (bus.batchSize at a time)."),
+    leaseSeconds: z
+      .int()
+      .min(1)
+      .max(300)
+      .default(10)
+      .describe("A partition's reader renews its lease every third of this; a lease not renewed for this long expires, and a standby instance takes the partition over. How long a killed reader's partitions wait. Every process of a deployment must use the same value (the first one creates the lease bucket with it)."),
     requestTimeoutMs: z.int().positive().default(5000).describe("How long to wait for a publish acknowledgement or a JetStream API reply, in ms."),
     reconnectWaitMs: z.int().positive().default(250).describe("Pause between reconnection attempts after the connection to NATS was lost, in ms."),
     replicas: z.int().min(1).max(5).default(1).describe("Replicas of each stream in a clustered NATS (1 on a single server)."),
@@ -153,7 +165,7 @@ const bus = z
       .min(1)
       .default([100, 500, 2000, 10_000])
       .describe("Delays before redelivery, in ms: retry n waits entry n; the last entry repeats."),
-    batchSize: z.int().min(1).max(10_000).default(256).describe("Events a consumer takes per fetch (embedded bus)."),
+    batchSize: z.int().min(1).max(10_000).default(256).describe("Most events a consumer handles in one transaction: what arrived while the previous batch committed, up to this many."),
     nats,
   })
   .prefault({})

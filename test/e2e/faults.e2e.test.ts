@@ -20,8 +20,8 @@
  * product's reservations equal what all the file's orders ordered, and the invariant checker
  * (ops/invariants.ts) passes.
  *
- * The topology file is patched for the time budget only: `bus.nats.ackWaitSeconds` 2 (default 30:
- * an event in flight in a killed consumer is redelivered after it) and `bus.maxDeliver` 3 with short
+ * The topology file is patched for the time budget only: `bus.nats.leaseSeconds` 2 (default 10: a
+ * killed consumer's partitions are taken over after it), `bus.nats.ackWaitSeconds` 2 (default 30) and `bus.maxDeliver` 3 with short
  * `bus.backoffMs` (a poison event reaches the dead-letter stream in ~0.3 s instead of ~12 s); and
  * the saga's deadlines are far beyond the test's length: on a slow machine an order kept waiting by
  * a fault would rightly time out and cancel, which is saga-faults.e2e.test.ts's subject, not this one's.
@@ -83,6 +83,7 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
         c.bus.maxDeliver = MAX_DELIVER;
         c.bus.backoffMs = [100, 200];
         c.bus.nats.ackWaitSeconds = 2;
+        c.bus.nats.leaseSeconds = 2;
         c.modules = { ...c.modules, orders: { ...c.modules?.orders, saga: { paymentTimeoutMs: 600_000, stockTimeoutMs: 600_000 } } };
       },
     });

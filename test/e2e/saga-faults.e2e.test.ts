@@ -93,6 +93,7 @@ describe.skipIf(!isBun)("order saga under faults in the split topology on Postgr
         c.bus.maxDeliver = MAX_DELIVER;
         c.bus.backoffMs = [100, 200];
         c.bus.nats.ackWaitSeconds = 2;
+        c.bus.nats.leaseSeconds = 2;
         // 2 + 2 connections per module instead of 4 + 2 (28 for the topology instead of 42): the
         // test Postgres allows 100, shared with whatever else runs at the same time.
         c.storage.postgres.poolSize = 2;

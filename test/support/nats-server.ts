@@ -24,7 +24,8 @@ export async function listStreams(servers: string, prefix: string): Promise<stri
   try {
     const jsm = await jetstreamManager(nc);
     const mine: string[] = [];
-    for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix.toUpperCase()}_`)) mine.push(name);
+    // The partition lease bucket's stream is KV_<PREFIX>_LEASES.
+    for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix.toUpperCase()}_`) || name === `KV_${prefix.toUpperCase()}_LEASES`) mine.push(name);
     return mine.sort();
   } finally {
     await nc.close();

@@ -1,11 +1,14 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { connect, NoRespondersError, type NatsConnection } from "@nats-io/transport-node";
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Logger } from "../../observability/logger.ts";
 import type { Bus, BusSubscription, DeadLetter, EventEnvelope, RetainedLog, SubscribeOptions } from "../types.ts";
-import { ensureConsumer, ensureStream, type StreamSettings } from "./admin.ts";
+import { ensureConsumer, ensureStream, type ConsumerSettings, type StreamSettings } from "./admin.ts";
 import { readDeadLetters, redriveDeadLetters, writeDeadLetter, type DlqContext } from "./dead-letters.ts";
 import { envelopeHeaders } from "./envelope.ts";
-import { dlqStream, eventStream, eventStreamSubjects, eventSubject, partitionOf, PREFIX_PATTERN, redriveStream, splitType } from "./names.ts";
+import { dlqStream, eventStream, eventStreamSubjects, eventSubject, leaseBucket, partitionOf, PREFIX_PATTERN, redriveStream, splitType } from "./names.ts";
+import { PartitionLeases } from "./leases.ts";
 import { NatsRetainedLog } from "./retained.ts";
 import { NatsSubscription } from "./subscription.ts";
 
@@ -27,6 +30,12 @@ export interface NatsBusOptions {
   readonly requestTimeoutMs: number;
   readonly reconnectWaitMs: number;
   readonly replicas: number;
+  /** Messages in flight per partition consumer (delivered, not yet acked). */
+  readonly maxAckPending: number;
+  /** Most events handed to a handler in one batch (one transaction). */
+  readonly batchSize: number;
+  /** A partition lease not renewed for this long expires: how long a dead reader's partitions wait for a standby. */
+  readonly leaseSeconds: number;
   /** Connection name shown by the server. */
   readonly name?: string;
   readonly logger: Logger;
@@ -62,8 +71,9 @@ export async function openNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
 /**
  * The bus on NATS JetStream (ADR 0006): events on `<prefix>.events.<type>.<partition>` with the
  * event id as `Nats-Msg-Id`, one stream per proto package and partition, a durable pull consumer
- * per subscription in each stream it reads with one message in flight, dead letters in
- * `<PREFIX>_DLQ`, redrives through `<PREFIX>_REDRIVE`.
+ * per subscription in each stream it reads — each read by one instance at a time, the holder of
+ * its lease in the KV bucket `<PREFIX>_LEASES` — dead letters in `<PREFIX>_DLQ`, redrives through
+ * `<PREFIX>_REDRIVE`.
  */
 export class NatsBus implements Bus {
   readonly kind = "nats";
@@ -71,6 +81,9 @@ export class NatsBus implements Bus {
   readonly #streams = new Map<string, Promise<void>>();
   readonly #status: Promise<void>;
   readonly #dlq: DlqContext;
+  #leases: Promise<PartitionLeases> | undefined;
+  /** Who holds this instance's leases: service, host, pid and a random part. */
+  readonly owner: string;
   #connected = true;
   #closed = false;
   /** The event streams read again from any position, for rebuilding read models. */
@@ -83,6 +96,7 @@ export class NatsBus implements Bus {
     readonly opts: NatsBusOptions,
   ) {
     this.#dlq = { js, jsm, prefix: opts.prefix, timeoutMs: opts.requestTimeoutMs };
+    this.owner = `${opts.name ?? "selaras"}@${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.#status = this.#watch();
   }
 
@@ -138,6 +152,11 @@ export class NatsBus implements Bus {
       resume: () => sub.resume(),
       position: () => sub.position(),
     };
+  }
+
+  /** How many partitions of `consumer` this instance reads now (the others stand by or read elsewhere). */
+  partitionsHeld(consumer: string): number {
+    return [...this.#subs].find((s) => s.consumer === consumer)?.partitionsHeld ?? 0;
   }
 
   async deadLetters(consumer?: string): Promise<DeadLetter[]> {
@@ -207,8 +226,21 @@ export class NatsBus implements Bus {
     ]);
   }
 
-  ensureConsumer(stream: string, durable: string, filter: string): Promise<void> {
-    return ensureConsumer(this.jsm, stream, durable, filter, { ackWaitMs: this.opts.ackWaitSeconds * 1000 });
+  ensureConsumer(stream: string, durable: string, filter: string, maxAckPending: number): Promise<void> {
+    return ensureConsumer(this.jsm, stream, durable, filter, this.consumerSettings(maxAckPending));
+  }
+
+  consumerSettings(maxAckPending: number): ConsumerSettings {
+    return { ackWaitMs: this.opts.ackWaitSeconds * 1000, maxAckPending };
+  }
+
+  /** The partition leases (the bucket is created on first use; a failure is retried on the next call). */
+  leases(): Promise<PartitionLeases> {
+    this.#leases ??= PartitionLeases.open(this.js, leaseBucket(this.opts.prefix), { ttlMs: this.opts.leaseSeconds * 1000, owner: this.owner, logger: this.opts.logger }).catch((err) => {
+      this.#leases = undefined;
+      throw err;
+    });
+    return this.#leases;
   }
 
   deadLetter(consumer: string, m: JsMsg, error: Error, attempts: number): Promise<void> {

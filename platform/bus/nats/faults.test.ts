@@ -27,6 +27,10 @@ describe("NATS JetStream bus: server faults", () => {
       requestTimeoutMs: 1000,
       reconnectWaitMs: 50,
       replicas: 1,
+      maxAckPending: 512,
+      batchSize: 64,
+      // A reader that lost its connection gives its partitions up after this.
+      leaseSeconds: 2,
       logger,
       ...CONFORMANCE,
     });

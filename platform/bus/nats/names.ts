@@ -69,6 +69,9 @@ export function consumerToken(consumer: string): string {
   return consumer.replace(/[^A-Za-z0-9_-]/g, "_");
 }
 
+/** The KV bucket of partition leases (its stream is `KV_<bucket>`). */
+export const leaseBucket = (prefix: string) => `${prefix.toUpperCase()}_LEASES`;
+
 /** The dead-letter stream and a consumer's subject in it. */
 export const dlqStream = (prefix: string) => `${prefix.toUpperCase()}_DLQ`;
 export const dlqSubject = (prefix: string, consumer: string) => `${prefix}.dlq.${consumerToken(consumer)}`;

@@ -20,6 +20,9 @@ function natsOptions(prefix: string, over: Partial<NatsBusOptions> = {}): NatsBu
     requestTimeoutMs: 5000,
     reconnectWaitMs: 50,
     replicas: 1,
+    maxAckPending: 512,
+    batchSize: 64,
+    leaseSeconds: 2,
     logger,
     ...CONFORMANCE,
     ...over,
@@ -43,8 +46,8 @@ describe("NATS JetStream bus", () => {
 
   it("keeps each aggregate's events in order while its first event fails and is retried, with two instances pulling", () =>
     withPrefix(async (prefix) => {
-      // A backoff long enough that, without one message in flight per partition, the
-      // aggregate's later events would be handed out while the first one waits for its retry.
+      // A backoff long enough that, were the partition's later events handed out while the first
+      // one waits for its retry, they would be processed before it.
       const opts = natsOptions(prefix, { partitions: 2, maxDeliver: 5, backoffMs: [40] });
       const [one, two] = [await openNatsBus(opts), await openNatsBus(opts)];
       try {
@@ -68,6 +71,8 @@ describe("NATS JetStream bus", () => {
         };
         one.subscribe({ consumer: "orders.projection", types: [E], handle });
         two.subscribe({ consumer: "orders.projection", types: [E], handle });
+        // One partition each once balanced (a partition changing hands restarts its attempt count).
+        await waitFor(() => one.partitionsHeld("orders.projection") === 1 && two.partitionsHeld("orders.projection") === 1, { what: "one partition per instance" });
         const aggregates = ["A", "B", "C", "D", "E", "F"];
         const events = Array.from({ length: 60 }, (_, i) => envelope(aggregates[i % aggregates.length]!));
         // Each aggregate's first event fails twice before it succeeds.
@@ -95,7 +100,13 @@ describe("NATS JetStream bus", () => {
           return batch.map(() => ({ ok: true as const }));
         };
         one.subscribe({ consumer: "history.projection", types: [E], handle: instance("one") });
+        // The first instance takes every partition; when the second joins, the first hands over its excess.
+        await waitFor(() => one.partitionsHeld("history.projection") === 3, { what: "the first instance reading all 3 partitions" });
         two.subscribe({ consumer: "history.projection", types: [E], handle: instance("two") });
+        await waitFor(() => one.partitionsHeld("history.projection") + two.partitionsHeld("history.projection") === 3 && two.partitionsHeld("history.projection") >= 1 && one.partitionsHeld("history.projection") >= 1, {
+          what: "the partitions spread over both instances",
+        });
+        expect(Math.max(one.partitionsHeld("history.projection"), two.partitionsHeld("history.projection"))).toBe(2);
         const events = Array.from({ length: 200 }, (_, i) => envelope(`agg-${i % 17}`));
         await one.publish(events);
         await waitFor(async () => processed.length >= events.length && (await one.consumerLag()).get("history.projection") === 0, { what: "all processed" });
@@ -105,6 +116,52 @@ describe("NATS JetStream bus", () => {
         expect(new Set(processed.map((p) => p.by))).toEqual(new Set(["one", "two"]));
       } finally {
         await Promise.all([one.close(), two.close()]);
+      }
+    }));
+
+  it("hands the partitions of a reader that died mid-batch to a standby after the lease TTL: what it held comes again, in order", () =>
+    withPrefix(async (prefix) => {
+      const opts = natsOptions(prefix, { partitions: 2, leaseSeconds: 1 });
+      const dying = await openNatsBus(opts);
+      let standby: Awaited<ReturnType<typeof openNatsBus>> | undefined;
+      let finish = () => {};
+      try {
+        const seenByDying: string[] = [];
+        const hung: Array<() => void> = [];
+        // Takes its batches and does not finish them: no ack, no release — as if killed mid-transaction.
+        dying.subscribe({
+          consumer: "history.projection",
+          types: [E],
+          handle: (batch) => {
+            seenByDying.push(...batch.map((d) => d.envelope.id));
+            return new Promise((resolve) => hung.push(() => resolve(batch.map(() => ({ ok: false as const, error: new Error("killed") })))));
+          },
+        });
+        finish = () => hung.forEach((h) => h());
+        await waitFor(() => dying.partitionsHeld("history.projection") === 2, { what: "the first reader holding both partitions" });
+        const events = Array.from({ length: 80 }, (_, i) => envelope(`agg-${i % 7}`));
+        await dying.publish(events);
+        await waitFor(() => seenByDying.length > 0, { what: "the first reader taking a batch" });
+        dying.nc.close(); // the connection goes, the leases stay until they expire
+
+        standby = await openNatsBus(opts);
+        const processed: EventEnvelope[] = [];
+        standby.subscribe({
+          consumer: "history.projection",
+          types: [E],
+          handle: async (batch) => {
+            processed.push(...batch.map((d) => d.envelope));
+            return batch.map(() => ({ ok: true as const }));
+          },
+        });
+        await waitFor(() => processed.length >= events.length, { what: "every event processed by the standby", timeoutMs: 20_000 });
+        expect(byAggregate(processed)).toEqual(byAggregate(events));
+        expect(processed).toHaveLength(events.length);
+        expect(standby.partitionsHeld("history.projection")).toBe(2);
+      } finally {
+        await standby?.close();
+        finish(); // lets the dead reader's stop() return
+        await dying.close().catch(() => {});
       }
     }));
 

@@ -1,7 +1,9 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import type { BusPosition, DeliveryResult, SubscribeOptions } from "../types.ts";
+import type { BusPosition, Delivery, DeliveryResult, SubscribeOptions } from "../types.ts";
+import { resetToAckFloor } from "./admin.ts";
 import type { NatsBus } from "./bus.ts";
 import { envelopeOf, H } from "./envelope.ts";
+import type { Lease } from "./leases.ts";
 import { consumerToken, eventStream, redriveStream, redriveSubject, splitType } from "./names.ts";
 
 /** One durable consumer a subscription reads: a partition stream of a package, or its redrive subject. */
@@ -15,14 +17,22 @@ interface Source {
 
 /**
  * One subscription on the NATS bus: a durable consumer in each partition stream of each package
- * it handles, plus one on its redrive subject, each read by its own loop. Each consumer has one
- * message in flight (`max_ack_pending: 1`), acked after the handler's result is ok; a failure is
- * nak'ed with the backoff delay — the message stays pending, so nothing after it in that
- * partition overtakes it — and after `maxDeliver` deliveries it is dead-lettered and terminated.
+ * it handles, plus one on its redrive subject, each read by its own loop.
+ *
+ * A partition's consumer is read by one instance at a time, the holder of its lease
+ * (`PartitionLeases`); the others stand by. The holder keeps up to `maxAckPending` messages in
+ * flight and hands them to the handler in batches — whatever arrived while the previous batch
+ * committed, up to `batchSize` — one transaction per batch. It acks after the handler's result is
+ * ok. A failure holds the partition: the failed message is tried again here after the backoff
+ * delay, nothing after it overtakes it, and after `maxDeliver` attempts it is dead-lettered and
+ * terminated. A new holder first puts the consumer back to its ack floor if the previous one left
+ * messages unacked, so they come again in stream order (see `resetToAckFloor`).
+ *
+ * The redrive consumer is read by every instance with one message in flight.
  *
  * Event consumers read their whole stream and skip the types they do not handle: NATS 2.9 allows
- * one filter subject, and a filtered consumer with one message in flight makes a 2.9 file store
- * scan its block for every delivery (hundreds of events/s instead of thousands, see ADR 0006).
+ * one filter subject, and a filtered consumer makes a 2.9 file store scan its block for every
+ * delivery (see ADR 0006).
  */
 export class NatsSubscription {
   readonly consumer: string;
@@ -43,6 +53,17 @@ export class NatsSubscription {
   #idleWaiters: Array<() => void> = [];
   /** Per event stream, the highest stream seq this instance acked or terminated. */
   readonly #lastDone = new Map<string, number>();
+  /** Aborted by `stop`: ends lease waits and backoff sleeps. */
+  readonly #stopping = new AbortController();
+  /** Local attempts of the message a partition is stuck on, by stream and seq. */
+  readonly #attempts = new Map<string, number>();
+  /** Partitions this instance reads now, and those it is handing over to another instance. */
+  readonly #held = new Set<Source>();
+  readonly #yielding = new Set<Source>();
+  /** Live instances of this subscription (their own count included), from the lease bucket. */
+  #members = 1;
+  /** Wakes each partition reader waiting for messages (to see that it is to hand over). */
+  readonly #wakers = new Set<() => void>();
 
   constructor(
     private readonly bus: NatsBus,
@@ -72,6 +93,7 @@ export class NatsSubscription {
   /** Stops the loops; resolves once the message in flight was handled and acked. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopping.abort();
     this.resume();
     for (const wake of this.#sleeps) wake();
     for (const it of this.#iterators) it.stop();
@@ -131,18 +153,18 @@ export class NatsSubscription {
     }
     if (!this.#running) return;
     this.#setReady();
-    await Promise.all(this.#sources.map((s) => this.#consume(s)));
+    await Promise.all([this.#balance(), ...this.#sources.map((s) => (s.redrive ? this.#consume(s) : this.#consumeLeased(s)))]);
   }
 
   async #ensure(): Promise<void> {
     await Promise.all([...this.packages.map((pkg) => this.bus.ensurePackageStream(pkg)), this.bus.ensureSystemStreams()]);
-    await Promise.all(this.#sources.map((s) => this.bus.ensureConsumer(s.stream, s.durable, s.filter)));
+    await Promise.all(this.#sources.map((s) => this.bus.ensureConsumer(s.stream, s.durable, s.filter, s.redrive ? 1 : this.bus.opts.maxAckPending)));
   }
 
   async #consume(source: Source): Promise<void> {
     for (let failures = 0; this.#running; ) {
       try {
-        if (failures > 0) await this.bus.ensureConsumer(source.stream, source.durable, source.filter);
+        if (failures > 0) await this.bus.ensureConsumer(source.stream, source.durable, source.filter, 1);
         const messages = await (await this.bus.js.consumers.get(source.stream, source.durable)).consume({ max_messages: 64 });
         this.#iterators.add(messages);
         try {
@@ -166,6 +188,226 @@ export class NatsSubscription {
         await this.#sleep(this.bus.backoff(failures));
       }
     }
+  }
+
+  /**
+   * A partition stream: stands by until this instance holds the partition's lease, then reads it
+   * (`#readOwned`) until the lease is lost or the subscription stops, and stands by again.
+   */
+  async #consumeLeased(source: Source): Promise<void> {
+    const key = `${source.durable}.${source.stream}`;
+    for (let failures = 0; this.#running; ) {
+      let lease: Lease | undefined;
+      try {
+        lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, () => this.#held.size < this.#fairShare);
+        if (!lease) return;
+        this.#held.add(source);
+        const reset = await resetToAckFloor(this.bus.jsm, source.stream, source.durable, source.filter, this.bus.consumerSettings(this.bus.opts.maxAckPending));
+        if (reset) this.bus.opts.logger.info("partition taken over with events unacked by its previous reader: delivering them again from the ack floor", { consumer: this.consumer, stream: source.stream });
+        await this.#readOwned(source, lease);
+        failures = 0;
+      } catch (err) {
+        if (!this.#running) return;
+        failures++;
+        this.bus.opts.logger.warn("NATS partition reader stopped; resuming", { consumer: this.consumer, stream: source.stream, err });
+        await this.#sleep(this.bus.backoff(failures));
+      } finally {
+        this.#held.delete(source);
+        this.#yielding.delete(source);
+        await lease?.release();
+      }
+    }
+  }
+
+  /** Partitions per instance: the event streams spread over the live instances, rounded up. */
+  get #fairShare(): number {
+    return Math.ceil(this.#sources.filter((s) => !s.redrive).length / this.#members);
+  }
+
+  /** How many partitions this instance reads now. */
+  get partitionsHeld(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Keeps this instance announced in the lease bucket and its share of partitions fair: an
+   * instance holding more than its share (it started first, or another one just joined) hands the
+   * excess over — it finishes the batch in flight, releases the queued messages and the lease —
+   * and takes no partition while it holds its share.
+   */
+  async #balance(): Promise<void> {
+    const group = consumerToken(this.consumer);
+    const every = Math.max(50, (this.bus.opts.leaseSeconds * 1000) / 3);
+    try {
+      while (this.#running) {
+        try {
+          this.#members = await (await this.bus.leases()).announce(group);
+          let excess = this.#held.size - this.#yielding.size - this.#fairShare;
+          for (const source of this.#held) {
+            if (excess <= 0) break;
+            if (this.#yielding.has(source)) continue;
+            this.#yielding.add(source);
+            for (const wake of this.#wakers) wake();
+            excess--;
+          }
+        } catch (err) {
+          this.bus.opts.logger.debug("could not announce this instance in the lease bucket; retrying", { consumer: this.consumer, err });
+        }
+        await this.#sleep(every);
+      }
+    } finally {
+      await (await this.bus.leases().catch(() => undefined))?.retire(group);
+    }
+  }
+
+  /**
+   * Reads a partition whose lease this instance holds: a pump moves delivered messages into a
+   * queue, and the handler takes what is queued as one batch. Returns when the subscription stops
+   * (what is queued is nak'ed, for the next holder) or the lease is lost (left as it is: the next
+   * holder resets the consumer).
+   */
+  async #readOwned(source: Source, lease: Lease): Promise<void> {
+    const { maxAckPending, ackWaitSeconds } = this.bus.opts;
+    const batchSize = this.bus.opts.batchSize;
+    const messages = await (await this.bus.js.consumers.get(source.stream, source.durable)).consume({ max_messages: maxAckPending });
+    this.#iterators.add(messages);
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    const signal = () => {
+      wake?.();
+      wake = undefined;
+    };
+    let pumpError: unknown;
+    let pumpDone = false;
+    const pump = (async () => {
+      try {
+        for await (const m of messages) {
+          // A message the server delivers again (its ack wait passed while held) replaces the held copy.
+          const at = m.redelivered ? queue.findIndex((q) => q.seq === m.seq) : -1;
+          if (at >= 0) queue[at] = m;
+          else queue.push(m);
+          signal();
+        }
+      } catch (err) {
+        pumpError = err;
+      } finally {
+        pumpDone = true;
+        signal();
+      }
+    })();
+    // Held messages would be delivered again after the ack wait: tell the server they are worked on.
+    let inBatch: readonly JsMsg[] = [];
+    const keepalive = setInterval(() => {
+      for (const m of queue) m.working();
+      for (const m of inBatch) m.working();
+    }, Math.max(100, (ackWaitSeconds * 1000) / 3));
+    const onLost = () => {
+      messages.stop();
+      signal();
+    };
+    lease.lost.addEventListener("abort", onLost, { once: true });
+    try {
+      this.#wakers.add(signal);
+      while (this.#running && !lease.lost.aborted && !this.#yielding.has(source)) {
+        if (this.#paused) {
+          await Promise.race([this.#resumed, aborted(lease.lost), aborted(this.#stopping.signal)]);
+          continue;
+        }
+        if (queue.length === 0) {
+          if (pumpDone) break;
+          await new Promise<void>((r) => (wake = r));
+          continue;
+        }
+        inBatch = queue.slice(0, batchSize);
+        this.#inFlight++;
+        let outcome: { done: number; retryInMs?: number };
+        try {
+          outcome = await this.#processBatch(inBatch, source);
+        } finally {
+          inBatch = [];
+          if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+        }
+        queue.splice(0, outcome.done);
+        if (outcome.retryInMs !== undefined) await Promise.race([this.#sleep(outcome.retryInMs), aborted(lease.lost)]);
+      }
+    } finally {
+      this.#wakers.delete(signal);
+      clearInterval(keepalive);
+      lease.lost.removeEventListener("abort", onLost);
+      messages.stop();
+      this.#iterators.delete(messages);
+      await pump;
+      // Stopping or handing over: what is queued goes back at once, in order, for whoever reads next.
+      if (!lease.lost.aborted) for (const m of queue) m.nak();
+    }
+    const handedOver = !this.#running || lease.lost.aborted || this.#yielding.has(source);
+    if (!handedOver) throw pumpError ?? new Error("consume ended");
+  }
+
+  /**
+   * Hands a batch to the handler. Acks (or terminates) from the front up to the first failure;
+   * returns how many messages are done and, after a failure, when to try the failed one again.
+   */
+  async #processBatch(batch: readonly JsMsg[], source: Source): Promise<{ done: number; retryInMs?: number }> {
+    const log = this.bus.opts.logger;
+    const deliveries: Delivery[] = [];
+    const at: number[] = []; // batch index of each delivery
+    const poison = new Set<number>();
+    batch.forEach((m, i) => {
+      let envelope;
+      try {
+        envelope = envelopeOf(m.headers, m.data);
+      } catch (err) {
+        log.error("message on a bus subject is not a Selaras event; terminated", { consumer: this.consumer, subject: m.subject, seq: m.seq, err });
+        poison.add(i); // terminated below, in order
+        return;
+      }
+      // The consumer reads its whole partition stream: types it does not handle are skipped.
+      if (!this.#types.has(envelope.type)) return;
+      const key = `${source.stream}:${m.seq}`;
+      deliveries.push({ envelope, seq: m.seq, attempt: (this.#attempts.get(key) ?? 0) + 1 });
+      at.push(i);
+    });
+    let results: readonly DeliveryResult[] = [];
+    if (deliveries.length > 0) {
+      try {
+        results = await this.opts.handle(deliveries);
+      } catch (err) {
+        results = [{ ok: false, error: err instanceof Error ? err : new Error(String(err)) }];
+      }
+    }
+    const failedAt = deliveries.findIndex((_, i) => !results[i]?.ok);
+    const end = failedAt < 0 ? batch.length : at[failedAt]!;
+    for (let i = 0; i < end; i++) {
+      const m = batch[i]!;
+      if (poison.has(i)) m.term();
+      else m.ack();
+      this.#attempts.delete(`${source.stream}:${m.seq}`);
+      this.#done(source, m);
+    }
+    if (failedAt < 0) return { done: batch.length };
+
+    const m = batch[end]!;
+    const d = deliveries[failedAt]!;
+    const result = results[failedAt];
+    const error = result && !result.ok ? result.error : new Error("no result for delivery");
+    const key = `${source.stream}:${m.seq}`;
+    this.#attempts.set(key, d.attempt);
+    if (d.attempt >= this.bus.opts.maxDeliver) {
+      try {
+        await this.bus.deadLetter(this.consumer, m, error, d.attempt);
+        log.error("event dead-lettered", { consumer: this.consumer, seq: m.seq, type: d.envelope.type, eventId: d.envelope.id, attempts: d.attempt, err: error });
+        m.term();
+        this.#attempts.delete(key);
+        this.#done(source, m);
+        return { done: end + 1 };
+      } catch (dlqErr) {
+        log.error("could not dead-letter an event; will retry", { consumer: this.consumer, seq: m.seq, eventId: d.envelope.id, err: dlqErr });
+      }
+    } else {
+      log.warn("event delivery failed; will retry", { consumer: this.consumer, seq: m.seq, type: d.envelope.type, attempt: d.attempt, err: error });
+    }
+    return { done: end, retryInMs: this.bus.backoff(d.attempt) };
   }
 
   /** Keeps a message delivered while paused until `resume`, telling the server it is being worked on. */
@@ -253,4 +495,12 @@ export class NatsSubscription {
       this.#sleeps.add(done);
     });
   }
+}
+
+/** Resolves when `signal` aborts. */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
 }

@@ -1,0 +1,165 @@
+import { Kvm, type KV } from "@nats-io/kv";
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
+import type { Logger } from "../../observability/logger.ts";
+
+/** A lease this instance holds. `lost` aborts when it can no longer be sure it still holds it. */
+export interface Lease {
+  readonly key: string;
+  readonly lost: AbortSignal;
+  /** Stops renewing and deletes the entry (if still ours), so a standby takes over at once. */
+  release(): Promise<void>;
+}
+
+/**
+ * Exclusive leases in a NATS KV bucket (ADR 0006, "one reader per partition"): a key holds the
+ * owner's id; the bucket's TTL expires an entry its owner stopped renewing. `create` succeeds only
+ * when the key is absent (never held, released, or expired), `update` only at the revision the
+ * owner last wrote — so at most one instance holds a key, and a renewal after someone else took it
+ * fails. The owner renews every TTL/3 and gives the lease up (`lost`) when a renewal fails or it
+ * has not renewed for a TTL (NATS unreachable: the entry may have expired on the server).
+ *
+ * @example const leases = await PartitionLeases.open(js, "SELARAS_LEASES", { ttlMs: 10_000, owner, logger });
+ *          const lease = await leases.acquire("orders_history.SELARAS_ORDERS_V1_0", signal);
+ */
+export class PartitionLeases {
+  readonly #held = new Set<Lease>();
+
+  private constructor(
+    private readonly kv: KV,
+    readonly opts: { readonly ttlMs: number; readonly owner: string; readonly logger: Logger },
+  ) {}
+
+  /** Opens the bucket, creating it with `ttlMs` if absent (an existing bucket keeps its TTL: a warning says so if it differs). */
+  static async open(js: JetStreamClient, bucket: string, opts: { ttlMs: number; owner: string; logger: Logger }): Promise<PartitionLeases> {
+    const kvm = new Kvm(js);
+    let kv: KV;
+    try {
+      kv = await kvm.create(bucket, { history: 1, ttl: opts.ttlMs });
+    } catch (err) {
+      // Created by another process with other settings: use it as it is.
+      kv = await kvm.open(bucket).catch(() => {
+        throw err;
+      });
+      const ttl = (await kv.status()).ttl;
+      if (ttl !== opts.ttlMs) opts.logger.warn("NATS lease bucket has another TTL than configured; using the bucket's", { bucket, bucketTtlMs: ttl, configuredMs: opts.ttlMs });
+      return new PartitionLeases(kv, { ...opts, ttlMs: ttl || opts.ttlMs });
+    }
+    return new PartitionLeases(kv, opts);
+  }
+
+  /**
+   * Waits until `key` is free (and `when` allows) and takes it; resolves undefined when `signal`
+   * aborts first. Polls every TTL/5 while another instance holds it (at most a TTL after that
+   * holder died, at once after it released).
+   */
+  async acquire(key: string, signal: AbortSignal, when: () => boolean = () => true): Promise<Lease | undefined> {
+    const { ttlMs, owner, logger } = this.opts;
+    let waiting = false;
+    while (!signal.aborted) {
+      if (!when()) {
+        await sleep(Math.max(50, ttlMs / 5), signal);
+        continue;
+      }
+      try {
+        const revision = await this.kv.create(key, owner);
+        if (waiting) logger.info("took over a partition lease", { key, owner });
+        return this.#hold(key, revision);
+      } catch (err) {
+        if (!isTaken(err)) logger.warn("could not claim a partition lease; retrying", { key, err });
+        else if (!waiting) logger.debug("partition lease held by another instance; standing by", { key });
+        waiting = true;
+      }
+      await sleep(Math.max(50, ttlMs / 5), signal);
+    }
+    return undefined;
+  }
+
+  /**
+   * Says this instance is a live member of `group` (renewed with every call, expiring with the
+   * bucket's TTL) and returns how many live members the group has: what a fair share of its
+   * partitions is computed from.
+   */
+  async announce(group: string): Promise<number> {
+    await this.kv.put(`${MEMBERS}.${group}.${this.#memberToken}`, "");
+    let n = 0;
+    for await (const _ of await this.kv.keys(`${MEMBERS}.${group}.*`)) n++;
+    return Math.max(n, 1);
+  }
+
+  /** Leaves `group` (a clean stop: the others take its share without waiting for the TTL). */
+  async retire(group: string): Promise<void> {
+    await this.kv.delete(`${MEMBERS}.${group}.${this.#memberToken}`).catch(() => {});
+  }
+
+  get #memberToken(): string {
+    return this.opts.owner.replace(/[^A-Za-z0-9_-]/g, "_");
+  }
+
+  /** Releases every lease held (shutdown). */
+  async releaseAll(): Promise<void> {
+    await Promise.all([...this.#held].map((l) => l.release()));
+  }
+
+  #hold(key: string, firstRevision: number): Lease {
+    const { ttlMs, owner, logger } = this.opts;
+    const lost = new AbortController();
+    let revision = firstRevision;
+    let renewedAt = Date.now();
+    let renewing: Promise<void> = Promise.resolve();
+    const renew = async () => {
+      try {
+        revision = await this.kv.update(key, owner, revision);
+        renewedAt = Date.now();
+      } catch (err) {
+        if (isTaken(err)) {
+          logger.warn("partition lease taken by another instance; stopping here", { key, owner });
+          lost.abort();
+        } else if (Date.now() - renewedAt >= ttlMs) {
+          logger.warn("could not renew a partition lease within its TTL; giving it up", { key, owner, err });
+          lost.abort();
+        }
+      }
+    };
+    const timer = setInterval(() => {
+      if (!lost.signal.aborted) renewing = renew();
+    }, Math.max(20, ttlMs / 3));
+    lost.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    const lease: Lease = {
+      key,
+      lost: lost.signal,
+      release: async () => {
+        if (!this.#held.delete(lease)) return;
+        const wasLost = lost.signal.aborted;
+        lost.abort();
+        await renewing;
+        if (wasLost) return;
+        // Only if still ours: the entry is at the revision this owner last wrote.
+        await this.kv.delete(key, { previousSeq: revision }).catch((err) => logger.debug("could not release a partition lease; it expires by itself", { key, err }));
+      },
+    };
+    this.#held.add(lease);
+    return lease;
+  }
+}
+
+/** Member keys: `members.<group>.<owner>`; lease keys never start with it (they start with a durable name, then a stream name). */
+const MEMBERS = "members";
+
+/** The KV refused a create (key exists) or an update (wrong last sequence): another owner. */
+function isTaken(err: unknown): boolean {
+  // Create and update are both expected-last-sequence writes.
+  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
