@@ -86,6 +86,12 @@ export class PartitionLeases {
     return Math.max(n, 1);
   }
 
+  /** Who holds `key` now, if anyone. */
+  async holder(key: string): Promise<string | undefined> {
+    const entry = await this.kv.get(key);
+    return entry && entry.operation === "PUT" ? entry.string() : undefined;
+  }
+
   /** Leaves `group` (a clean stop: the others take its share without waiting for the TTL). */
   async retire(group: string): Promise<void> {
     await this.kv.delete(`${MEMBERS}.${group}.${this.#memberToken}`).catch(() => {});

@@ -165,6 +165,51 @@ describe("NATS JetStream bus", () => {
       }
     }));
 
+  it("pauses a subscription on every instance: the pausing one gathers all partitions and holds them; after resume they spread again", () =>
+    withPrefix(async (prefix) => {
+      const opts = natsOptions(prefix, { partitions: 3, leaseSeconds: 1 });
+      const [one, two] = [await openNatsBus(opts), await openNatsBus(opts)];
+      try {
+        let resumed = false;
+        const early: string[] = [];
+        const processed: EventEnvelope[] = [];
+        const later = new Set<string>();
+        const instance = () => async (batch: readonly Delivery[]) => {
+          for (const d of batch) {
+            if (later.has(d.envelope.id) && !resumed) early.push(d.envelope.id);
+            processed.push(d.envelope);
+          }
+          return batch.map(() => ({ ok: true as const }));
+        };
+        const subOne = one.subscribe({ consumer: "history.projection", types: [E], handle: instance() });
+        two.subscribe({ consumer: "history.projection", types: [E], handle: instance() });
+        await waitFor(() => one.partitionsHeld("history.projection") >= 1 && two.partitionsHeld("history.projection") >= 1, { what: "partitions on both instances" });
+        const before = Array.from({ length: 30 }, (_, i) => envelope(`agg-${i % 5}`));
+        await one.publish(before);
+        await waitFor(() => processed.length >= before.length, { what: "the first events processed" });
+
+        const checkpoint = await subOne.pause!();
+        expect(one.partitionsHeld("history.projection")).toBe(3);
+        expect(two.partitionsHeld("history.projection")).toBe(0);
+        const after = Array.from({ length: 30 }, (_, i) => envelope(`agg-${i % 5}`));
+        for (const e of after) later.add(e.id);
+        await one.publish(after);
+        // The events are in the streams, and still nobody takes them.
+        await waitFor(async () => (await one.consumerLag()).get("history.projection") === after.length, { what: "the new events pending" });
+        expect(await subOne.position!()).toEqual(checkpoint);
+        expect(early).toEqual([]);
+
+        resumed = true;
+        subOne.resume!();
+        await waitFor(() => processed.length >= before.length + after.length, { what: "the later events processed after resume" });
+        await waitFor(() => two.partitionsHeld("history.projection") >= 1, { what: "partitions spread again" });
+        expect(early).toEqual([]);
+        expect(byAggregate(processed)).toEqual(byAggregate([...before, ...after]));
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+    }));
+
   it("reads a subscription's events from every package stream it spans, and keeps envelopes intact", () =>
     withPrefix(async (prefix) => {
       const bus = await openNatsBus(natsOptions(prefix));

@@ -62,6 +62,10 @@ export class NatsSubscription {
   readonly #yielding = new Set<Source>();
   /** Live instances of this subscription (their own count included), from the lease bucket. */
   #members = 1;
+  /** Held while this instance pauses the subscription for every instance (`pause`). */
+  #pauseLease: Lease | undefined;
+  /** Another instance pauses the subscription: this one reads no partition meanwhile. */
+  #pausedElsewhere = false;
   /** Wakes each partition reader waiting for messages (to see that it is to hand over). */
   readonly #wakers = new Set<() => void>();
 
@@ -103,10 +107,30 @@ export class NatsSubscription {
   /**
    * Stops handling once the messages in flight are handled (a message delivered meanwhile is held,
    * unacked, until `resume`), then waits until the server's ack floors include every ack this
-   * instance sent — acks are fire-and-forget — and resolves with them: the checkpoint. Other
-   * instances of the process are not paused.
+   * instance sent — acks are fire-and-forget — and resolves with them: the checkpoint.
+   *
+   * Every instance of the subscription stops, not only this one: this instance first takes the
+   * pause lease (`pause.<durable>` in the lease bucket); the others see it within a third of
+   * `leaseSeconds`, hand their partitions over and take none, so this instance reads — and holds
+   * still — every partition. Fails if another instance holds the pause, or the partitions do not
+   * all come over in time (3 × `leaseSeconds`).
    */
   async pause(): Promise<BusPosition> {
+    if (!this.#pauseLease) {
+      const leases = await this.bus.leases();
+      const gatherMs = 3 * this.bus.opts.leaseSeconds * 1000 + this.bus.opts.requestTimeoutMs;
+      const lease = await leases.acquire(`pause.${consumerToken(this.consumer)}`, AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(gatherMs)]));
+      if (!lease) throw new Error(`consumer ${this.consumer}: another instance holds its pause (a replay running elsewhere?)`);
+      this.#pauseLease = lease;
+      const partitions = this.#sources.filter((s) => !s.redrive).length;
+      for (const deadline = Date.now() + gatherMs; this.#held.size < partitions; ) {
+        if (Date.now() > deadline || lease.lost.aborted) {
+          this.resume();
+          throw new Error(`consumer ${this.consumer}: only ${this.#held.size} of its ${partitions} partitions came over to this instance in time`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     if (!this.#paused) {
       this.#paused = true;
       this.#resumed = new Promise((r) => (this.#resume = r));
@@ -120,9 +144,13 @@ export class NatsSubscription {
     }
   }
 
+  /** Handles again, and lets the other instances take their share of partitions back. */
   resume(): void {
     this.#paused = false;
     this.#resume();
+    const lease = this.#pauseLease;
+    this.#pauseLease = undefined;
+    void lease?.release();
   }
 
   /** The ack floor of each event stream: the last event every instance has passed. */
@@ -221,7 +249,10 @@ export class NatsSubscription {
 
   /** Partitions per instance: the event streams spread over the live instances, rounded up. */
   get #fairShare(): number {
-    return Math.ceil(this.#sources.filter((s) => !s.redrive).length / this.#members);
+    const partitions = this.#sources.filter((s) => !s.redrive).length;
+    if (this.#pauseLease) return partitions;
+    if (this.#pausedElsewhere) return 0;
+    return Math.ceil(partitions / this.#members);
   }
 
   /** How many partitions this instance reads now. */
@@ -241,7 +272,10 @@ export class NatsSubscription {
     try {
       while (this.#running) {
         try {
-          this.#members = await (await this.bus.leases()).announce(group);
+          const leases = await this.bus.leases();
+          this.#members = await leases.announce(group);
+          const pauser = await leases.holder(`pause.${group}`);
+          this.#pausedElsewhere = pauser !== undefined && pauser !== this.bus.owner;
           let excess = this.#held.size - this.#yielding.size - this.#fairShare;
           for (const source of this.#held) {
             if (excess <= 0) break;
