@@ -8,13 +8,19 @@
  *  - saturation: K closed-loop keep-alive clients posting orders for T seconds; accepted orders/s,
  *    and end-to-end orders/s = orders / time until the read model had caught up.
  * Then reads the read model back for a sample of customers to check every accepted order is there.
+ * Optional steps after those (each can be left out): every order of each step followed to
+ * CONFIRMED (`saga.ts`), with a fixed-rate step of its own at the saga bar's rate; a timed replay
+ * of the read model (`replay.ts`); change data capture commit → consumer on Postgres (`cdc.ts`).
  */
-import { cpuDelta, type PidCpu } from "./infra.ts";
-import { buckets, increase, quantile, total, value, type Sample } from "./prom.ts";
+import { caughtUp, CpuWindow, histogramFigures, loadFigures, PROJECTION, settled, until, waitUntil, type HistogramFigures } from "./metrics.ts";
+import { value, type Sample } from "./prom.ts";
 import { closedLoop, openLoop, type LoadResult } from "./load.ts";
+import { cdcStep } from "./cdc.ts";
+import { timeReplay } from "./replay.ts";
+import { readOutcomes, sagaFigures } from "./saga.ts";
 import { seed } from "./seed.ts";
 import { startSystem, type System, type SystemKind } from "./system.ts";
-import { machineJiffies, percentile, progress, round, sleep } from "./util.ts";
+import { progress, round } from "./util.ts";
 
 export interface E2eOptions {
   root: string;
@@ -37,175 +43,19 @@ export interface E2eOptions {
   serverSets?: readonly string[];
   /** Shortest interval between two scrapes of /metrics while waiting (default 20 ms; see `waitUntil`). */
   pollMs?: number;
+  /**
+   * Follow every order to CONFIRMED (`saga.ts`); `rate`: the saga's fixed rate — a step of its own
+   * after the others when it is not `rate` already. Undefined: no saga figures.
+   */
+  saga?: { rate: number };
+  /** Time a replay of the order-history read model after the other steps (`replay.ts`). */
+  replay?: { timeoutMs: number };
+  /** Postgres topologies: change data capture commit → consumer at `rate` changes/s (`cdc.ts`). */
+  cdc?: { rate: number };
 }
 
-const PROJECTION = "order-history.projection";
 /** How long to wait after the saturation load for the read model to catch up (then: not caught up). */
 const CATCH_UP_TIMEOUT_MS = 180_000;
-
-/** Percentiles of a histogram's increase between two scrapes, in ms. */
-export interface HistogramFigures {
-  observations: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  /** True when a quantile fell in the +Inf bucket (the figure is then a lower bound). */
-  overflow: boolean;
-}
-
-function histogramFigures(before: Sample[], after: Sample[], name: string, match: Record<string, string>): HistogramFigures {
-  const d = increase(buckets(before, name, match), buckets(after, name, match));
-  const p50 = quantile(d, 0.5);
-  const p99 = quantile(d, 0.99);
-  return {
-    observations: total(d),
-    p50Ms: p50 ? round(p50.value * 1000) : null,
-    p99Ms: p99 ? round(p99.value * 1000) : null,
-    overflow: Boolean(p50?.overflow || p99?.overflow),
-  };
-}
-
-function clientFigures(r: LoadResult) {
-  const f = (xs: Float64Array | undefined, q: number) => (xs && xs.length > 0 ? round(percentile(xs, q)) : null);
-  return {
-    p50Ms: f(r.latencyMs, 0.5),
-    p99Ms: f(r.latencyMs, 0.99),
-    maxMs: f(r.latencyMs, 1),
-    fromScheduleP50Ms: f(r.latencyFromScheduleMs, 0.5),
-    fromScheduleP99Ms: f(r.latencyFromScheduleMs, 0.99),
-  };
-}
-
-const sumDefined = (xs: Record<string, number | undefined>) => {
-  let t = 0;
-  for (const x of Object.values(xs)) {
-    if (x === undefined) return undefined;
-    t += x;
-  }
-  return t;
-};
-
-/**
- * CPU use over a phase, in cores: the server processes (together and each), this process (the
- * load generator), Postgres (this run's sessions and the server's background processes) and
- * NATS (Postgres topologies), and everything else on the machine (other work competing for the
- * same cores — other clients of the shared Postgres count here).
- */
-class CpuWindow {
-  readonly #wall = performance.now();
-  readonly #server: Record<string, number | undefined>;
-  readonly #self = process.cpuUsage();
-  readonly #machine = machineJiffies();
-  private constructor(
-    private readonly system: System,
-    private readonly services: { postgres: PidCpu; nats: PidCpu } | undefined,
-  ) {
-    this.#server = system.cpuSeconds();
-  }
-  static async start(system: System): Promise<CpuWindow> {
-    return new CpuWindow(system, await system.serviceCpuSeconds());
-  }
-  async read() {
-    const services = await this.system.serviceCpuSeconds();
-    const wall = (performance.now() - this.#wall) / 1000;
-    const now = this.system.cpuSeconds();
-    const self = process.cpuUsage(this.#self);
-    const machine = machineJiffies();
-    const perProcess: Record<string, number | null> = {};
-    for (const [n, v] of Object.entries(now)) perProcess[n] = v === undefined || this.#server[n] === undefined ? null : round((v - this.#server[n]!) / wall, 2);
-    const a = sumDefined(this.#server);
-    const b = sumDefined(now);
-    const server = a === undefined || b === undefined ? null : (b - a) / wall;
-    const pg = services && this.services ? cpuDelta(this.services.postgres, services.postgres) / wall : null;
-    const nats = services && this.services ? cpuDelta(this.services.nats, services.nats) / wall : null;
-    const bench = (self.user + self.system) / 1e6 / wall;
-    const busy = machine && this.#machine ? (machine.busy - this.#machine.busy) / 100 / wall : null;
-    return {
-      serverCores: server === null ? null : round(server, 2),
-      serverCoresByProcess: perProcess,
-      postgresCores: pg === null ? null : round(pg, 2),
-      natsCores: nats === null ? null : round(nats, 2),
-      benchCores: round(bench, 2),
-      otherCores: busy === null || server === null ? null : round(Math.max(0, busy - server - bench - (pg ?? 0) - (nats ?? 0)), 2),
-    };
-  }
-}
-
-/** Sum of a gauge over all its series (0 when absent). */
-const sum = (s: Sample[], name: string) => value(s, name) ?? 0;
-
-/** Consumers with a non-zero lag in a scrape, e.g. `inventory.saga=1204`. */
-const laggards = (s: Sample[]) =>
-  s
-    .filter((x) => x.name === "selaras_consumer_lag_events" && x.value > 0)
-    .map((x) => `${x.labels.consumer}=${x.value}`)
-    .join(" ") || "none";
-
-/**
- * Polls /metrics until `done` holds; resolves with the performance.now() at which it did, or —
- * after `timeoutMs` — with `undefined` and what was still behind. A scrape costs the scraped
- * process CPU (15-60 ms under Bun, growing with its heap: prom-client's heap-space statistics), so
- * after a scrape that took t ms the next one waits max(`pollMs`, 9 t): the polling never takes
- * more than ~10 % of the system it waits for.
- */
-async function waitUntil(
-  server: System,
-  done: (s: Sample[]) => boolean,
-  timeoutMs: number,
-  pollMs: number,
-): Promise<{ at?: number; behind?: string; scrapes: number; meanScrapeMs: number }> {
-  const deadline = performance.now() + timeoutMs;
-  let scrapes = 0;
-  let scraping = 0;
-  for (;;) {
-    const t = performance.now();
-    const s = await server.scrape();
-    const now = performance.now();
-    scrapes++;
-    scraping += now - t;
-    const stats = { scrapes, meanScrapeMs: round(scraping / scrapes) };
-    if (done(s)) return { at: now, ...stats };
-    if (now > deadline) return { behind: `outbox backlog ${sum(s, "selaras_outbox_backlog")}, consumer lag ${laggards(s)}`, ...stats };
-    await sleep(Math.max(pollMs, 9 * (now - t)));
-  }
-}
-
-/** `waitUntil` that throws on timeout (before the measurements start, nothing can be reported). */
-async function until(server: System, what: string, done: (s: Sample[]) => boolean, timeoutMs: number, pollMs: number): Promise<number> {
-  const r = await waitUntil(server, done, timeoutMs, pollMs);
-  if (r.at === undefined) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; ${r.behind}`);
-  return r.at;
-}
-
-/**
- * Everything is quiet: every consumer (sagas too) caught up, every outbox published — in one
- * scrape, and the projection's gauge present (a scrape where a bus gauge could not be read has
- * none, and must not look settled).
- */
-const settled = (s: Sample[]) =>
-  value(s, "selaras_consumer_lag_events", { consumer: PROJECTION }) !== undefined && sum(s, "selaras_consumer_lag_events") === 0 && sum(s, "selaras_outbox_backlog") === 0;
-/**
- * The read model has every order, in its final state: settled. The projection also applies what
- * the order saga decides (CONFIRMED/CANCELLED after payments and inventory answered), so its own
- * lag can touch 0 between two saga steps while orders are still in flight; only every consumer and
- * every outbox at 0 in one scrape means every order went all the way through.
- */
-const caughtUp = settled;
-
-function loadFigures(r: LoadResult) {
-  return {
-    seconds: round(r.seconds),
-    sendSeconds: round(r.sendSeconds),
-    sent: r.sent,
-    sentPerSec: round(r.sent / r.sendSeconds, 0),
-    accepted: r.accepted,
-    rejected: r.rejected,
-    failed: r.failed,
-    acceptedPerSec: round(r.accepted / r.seconds, 0),
-    maxInFlight: r.maxInFlight,
-    client: clientFigures(r),
-    errors: r.errors,
-  };
-}
 
 /** Per module: commits and the mean bodies per COMMIT (group commit) between two scrapes. */
 function commitFigures(before: Sample[], after: Sample[]) {
@@ -264,38 +114,56 @@ export async function runE2eBench(opts: E2eOptions) {
       for (const [c, n] of r.perCustomer) perCustomer.set(c, (perCustomer.get(c) ?? 0) + n);
       if (r.accepted === 0) throw new Error(`no order was accepted; first errors: ${r.errors.join(" | ")}`);
     };
+    // The saga figures follow every order of a step to CONFIRMED: read back once the step settled.
+    const record = opts.saga !== undefined;
+    const sagaOf = async (r: LoadResult, loadStartMs: number, step: string) => {
+      if (!r.placed) return undefined;
+      const t = performance.now();
+      const outcomes = await readOutcomes(server.urlOf("orders"), r.placed.ids);
+      const f = sagaFigures(r.placed, outcomes, loadStartMs);
+      progress(`${label}/${step}: saga — ${f.confirmed}/${f.orders} orders CONFIRMED, 202 → CONFIRMED p50 ${f.placedToConfirmed.p50Ms} / p99 ${f.placedToConfirmed.p99Ms} ms (read back in ${round((performance.now() - t) / 1000)} s)`);
+      return f;
+    };
 
     progress(`${label}/warm-up: ${opts.warmupSeconds} s, 16 closed-loop clients`);
     count(await closedLoop({ url, clients: 16, seconds: opts.warmupSeconds, bodies: data.bodies }));
     await until(server, "the warm-up to settle", settled, 120_000, pollMs);
 
-    progress(`${label}/fixed-rate: open loop at ${opts.rate} orders/s for ${opts.rateSeconds} s`);
-    let before = await server.scrape();
-    let cpu = await CpuWindow.start(server);
-    const fixedStart = performance.now();
-    const fixed = await openLoop({ url, rate: opts.rate, seconds: opts.rateSeconds, bodies: data.bodies });
-    count(fixed);
-    const fixedSettled = await waitUntil(server, settled, 120_000, pollMs);
-    if (fixedSettled.behind) progress(`${label}/fixed-rate: WARNING not settled after 120 s (${fixedSettled.behind}); figures cover what was done by then`);
-    let after = await server.scrape();
-    const fixedRate = {
-      targetRate: opts.rate,
-      ...loadFigures(fixed),
-      settledAfterLoadSec: fixedSettled.at === undefined ? null : round((fixedSettled.at - fixedStart) / 1000 - fixed.seconds),
-      notSettled: fixedSettled.behind,
-      readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
-      relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
-      cpu: await cpu.read(),
-      commits: commitFigures(before, after),
-      consumers: consumerFigures(before, after),
-      rpc: rpcFigures(before, after),
+    /** An open loop at `rate` orders/s for --rate-seconds, then until settled. */
+    const fixedRateStep = async (rate: number, step: string) => {
+      progress(`${label}/${step}: open loop at ${rate} orders/s for ${opts.rateSeconds} s`);
+      const before = await server.scrape();
+      const cpu = await CpuWindow.start(server);
+      const fixedStart = performance.now();
+      const startMs = Date.now();
+      const fixed = await openLoop({ url, rate, seconds: opts.rateSeconds, bodies: data.bodies, record });
+      count(fixed);
+      const fixedSettled = await waitUntil(server, settled, 120_000, pollMs);
+      if (fixedSettled.behind) progress(`${label}/${step}: WARNING not settled after 120 s (${fixedSettled.behind}); figures cover what was done by then`);
+      const after = await server.scrape();
+      const figures = {
+        targetRate: rate,
+        ...loadFigures(fixed),
+        settledAfterLoadSec: fixedSettled.at === undefined ? null : round((fixedSettled.at - fixedStart) / 1000 - fixed.seconds),
+        notSettled: fixedSettled.behind,
+        readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
+        relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
+        cpu: await cpu.read(),
+        commits: commitFigures(before, after),
+        consumers: consumerFigures(before, after),
+        rpc: rpcFigures(before, after),
+      };
+      return { ...figures, saga: await sagaOf(fixed, startMs, step) };
     };
 
+    const fixedRate = await fixedRateStep(opts.rate, "fixed-rate");
+
     progress(`${label}/saturation: ${opts.clients} closed-loop keep-alive clients for ${opts.saturationSeconds} s`);
-    before = after;
-    cpu = await CpuWindow.start(server);
+    let before = await server.scrape();
+    let cpu = await CpuWindow.start(server);
     const start = performance.now();
-    const sat = await closedLoop({ url, clients: opts.clients, seconds: opts.saturationSeconds, bodies: data.bodies });
+    const startMs = Date.now();
+    const sat = await closedLoop({ url, clients: opts.clients, seconds: opts.saturationSeconds, bodies: data.bodies, record });
     count(sat);
     const cpuLoad = await cpu.read();
     const cpuCatch = await CpuWindow.start(server);
@@ -303,7 +171,7 @@ export async function runE2eBench(opts: E2eOptions) {
     const caught = await waitUntil(server, caughtUp, CATCH_UP_TIMEOUT_MS, pollMs);
     // Not caught up in time: the end-to-end rate is below accepted / (time waited) — an upper bound.
     if (caught.behind) progress(`${label}/saturation: WARNING read model not caught up ${CATCH_UP_TIMEOUT_MS / 1000} s after the load (${caught.behind})`);
-    after = await server.scrape();
+    let after = await server.scrape();
     const caughtUpAfterSec = ((caught.at ?? performance.now()) - start) / 1000;
     const saturation = {
       clients: opts.clients,
@@ -322,10 +190,47 @@ export async function runE2eBench(opts: E2eOptions) {
       commits: commitFigures(before, after),
       consumers: consumerFigures(before, after),
       rpc: rpcFigures(before, after),
+      saga: await sagaOf(sat, startMs, "saturation"),
     };
 
     const readModelCheck = await checkReadModel(server, data.customers, perCustomer);
     progress(`${label}: read model holds ${readModelCheck.found}/${readModelCheck.expected} orders of ${readModelCheck.customersChecked} sampled customers`);
+
+    // The steps below come after the existing ones, so those keep the conditions they always had.
+    // A step that fails is reported as failed (`stepError`); the phase's other figures are kept.
+    const step = async <T>(name: string, body: () => Promise<T>): Promise<T | { stepError: string }> => {
+      try {
+        return await body();
+      } catch (err) {
+        progress(`${label}/${name}: FAILED — ${(err as Error).message}`);
+        return { stepError: (err as Error).message };
+      }
+    };
+    // A separate fixed-rate step at the saga bar's rate when the phase's own fixed rate is another one.
+    const sagaRate =
+      opts.saga && opts.saga.rate !== opts.rate
+        ? await step("saga-rate", async () => {
+            const before = await waitUntil(server, settled, 120_000, pollMs);
+            return { settledBefore: before.at !== undefined, ...(await fixedRateStep(opts.saga!.rate, "saga-rate")) };
+          })
+        : undefined;
+    const replay = opts.replay
+      ? await step("replay", async () => {
+          await until(server, "the system to settle before the replay", settled, 120_000, pollMs);
+          const live = value(await server.scrape(), "selaras_events_consumed_total", { consumer: PROJECTION, result: "processed" }) ?? null;
+          progress(`${label}/replay: rebuilding ${PROJECTION} (${live ?? "?"} events processed live) through POST /admin/v1/read-models/${PROJECTION}/replay`);
+          const r = await timeReplay(server.urlOf("order-history"), PROJECTION, opts.replay!.timeoutMs);
+          if (r.error) progress(`${label}/replay: ${r.finished ? "" : "NOT FINISHED — "}${r.error}`);
+          progress(`${label}/replay: ${r.events} events in ${r.wallSec} s = ${r.eventsPerSec} events/s`);
+          const check = r.finished ? await checkReadModel(server, data.customers, perCustomer) : undefined;
+          return { ...r, liveProcessed: live, readModelCheck: check };
+        })
+      : undefined;
+    const cdc =
+      opts.cdc && kind !== "embedded"
+        ? await step("cdc", () => cdcStep(server, { label, products: data.products, rate: opts.cdc!.rate, seconds: opts.rateSeconds, pollMs }))
+        : undefined;
+
     return {
       topology: kind,
       serverSets: opts.serverSets ?? [],
@@ -338,6 +243,9 @@ export async function runE2eBench(opts: E2eOptions) {
       fixedRate,
       saturation,
       readModelCheck,
+      sagaRate,
+      replay,
+      cdc,
     };
   } catch (err) {
     (err as Error).message += `\n--- server output (last lines) ---\n${server.tail()}`;

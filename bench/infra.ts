@@ -1,7 +1,7 @@
 /**
  * The shared Postgres and NATS the Postgres phases run on: where they are, whether they answer,
- * the CPU their server processes use, and dropping exactly what one bench run created (the schemas
- * and roles `<prefix>_…`, the streams `<PREFIX>_…`). Copied in spirit from test/support, so the
+ * the CPU their server processes use, and dropping exactly what one bench run created (the schemas,
+ * roles, capture slots and publications `<prefix>_…`, the streams `<PREFIX>_…`). Copied in spirit from test/support, so the
  * bench does not depend on the test tree.
  */
 import { randomBytes } from "node:crypto";
@@ -49,12 +49,19 @@ export async function infraProblem(): Promise<string | undefined> {
 
 const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
 
-/** Drops every schema and role named `<prefix>_…`, ending the roles' sessions first. */
-export async function dropPgPrefix(prefix: string): Promise<{ schemas: string[]; roles: string[] }> {
+/**
+ * Drops every schema and role named `<prefix>_…`, ending the roles' sessions first — and the
+ * change data capture slots and publications `<prefix>_…` (the capture of catalog.products creates
+ * `<prefix>_catalog_cdc`): dropping the schemas leaves those, and a slot left behind keeps WAL for ever.
+ */
+export async function dropPgPrefix(prefix: string): Promise<{ schemas: string[]; roles: string[]; slots: string[]; publications: string[] }> {
   if (!/^bench[a-f0-9]+$/.test(prefix)) throw new Error(`not a bench prefix: ${prefix}`);
   const sql = admin();
   try {
     const like = `${prefix}\\_%`;
+    const slots = await dropSlots(sql, like);
+    const publications = (await sql<{ n: string }[]>`SELECT pubname AS n FROM pg_publication WHERE pubname LIKE ${like}`).map((r) => r.n);
+    for (const p of publications) await sql.unsafe(`DROP PUBLICATION IF EXISTS "${p}"`);
     const schemas = (await sql<{ n: string }[]>`SELECT nspname AS n FROM pg_namespace WHERE nspname LIKE ${like}`).map((r) => r.n);
     const roles = (await sql<{ n: string }[]>`SELECT rolname AS n FROM pg_roles WHERE rolname LIKE ${like}`).map((r) => r.n);
     for (const s of schemas) await sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
@@ -63,10 +70,28 @@ export async function dropPgPrefix(prefix: string): Promise<{ schemas: string[];
       await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${r}`;
       await sql.unsafe(`DROP OWNED BY "${r}"; DROP ROLE IF EXISTS "${r}"`);
     }
-    return { schemas, roles };
+    return { schemas, roles, slots, publications };
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+/** Drops the replication slots matching `like`, ending the walsender of an active one first (it lets go of the slot a moment later). */
+async function dropSlots(sql: Sql, like: string): Promise<string[]> {
+  const slots = await sql<{ n: string; pid: number | null }[]>`SELECT slot_name AS n, active_pid AS pid FROM pg_replication_slots WHERE slot_name LIKE ${like}`;
+  for (const { n, pid } of slots) {
+    if (pid) await sql`SELECT pg_terminate_backend(${pid})`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${n}`;
+        break;
+      } catch (err) {
+        if (attempt >= 50) throw err; // still active after ~5 s
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  return slots.map((s) => s.n);
 }
 
 /** Deletes every stream whose name starts with `<PREFIX>_`; resolves with their names. */

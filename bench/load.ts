@@ -1,13 +1,35 @@
 /**
- * Load generators for phase 2. They run in the bench process with Bun's fetch (keep-alive
- * connections, reused from its pool), so they share the machine's cores with the server.
+ * Load generators of the end-to-end phases. They run in the bench process with Bun's fetch
+ * (keep-alive connections, reused from its pool), so they share the machine's cores with the server.
  */
 import { Samples, sleep } from "./util.ts";
 
-/** A prepared order request: who orders (to check the read model later) and the JSON body. */
+/** A prepared request: who orders (to check the read model later) and the JSON body. */
 export interface OrderBody {
   readonly customer: number;
   readonly json: string;
+  /** Where this request goes, when not the load's `url` (e.g. `PUT /api/v1/products/{id}`). */
+  readonly url?: string;
+}
+
+/** How the requests of a load are sent and judged (default: `POST`, accepted on 202, nothing recorded). */
+export interface RequestOptions {
+  readonly method?: "POST" | "PUT";
+  /** The status that counts as accepted (default 202). */
+  readonly okStatus?: number;
+  /**
+   * Keep, for every accepted request, the `id` of the JSON reply and the wall-clock times
+   * (`Date.now()`, the clock the server stamps with) of its send and reply — to follow orders
+   * to the end of their saga afterwards (`saga.ts`).
+   */
+  readonly record?: boolean;
+}
+
+/** Accepted requests of a load, when recorded: reply `id`, and send and reply times in epoch ms. */
+export interface Accepted {
+  readonly ids: string[];
+  readonly sentAt: number[];
+  readonly repliedAt: number[];
 }
 
 export interface LoadResult {
@@ -29,6 +51,8 @@ export interface LoadResult {
   errors: string[];
   /** Accepted orders per customer index. */
   perCustomer: Map<number, number>;
+  /** With `record`: every accepted request's reply id and times. */
+  placed?: Accepted;
 }
 
 class Tally {
@@ -42,20 +66,31 @@ class Tally {
   readonly fromSchedule = new Samples();
   readonly errors = new Set<string>();
   readonly perCustomer = new Map<number, number>();
+  readonly placed: Accepted | undefined;
+
+  constructor(private readonly req: RequestOptions = {}) {
+    if (req.record) this.placed = { ids: [], sentAt: [], repliedAt: [] };
+  }
 
   async post(url: string, body: OrderBody, scheduledAt?: number): Promise<void> {
     this.sent++;
     this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
     const started = performance.now();
+    const sentAt = this.placed ? Date.now() : 0;
     try {
-      const res = await fetch(url, { method: "POST", body: body.json, headers: { "content-type": "application/json" } });
+      const res = await fetch(body.url ?? url, { method: this.req.method ?? "POST", body: body.json, headers: { "content-type": "application/json" } });
       const text = await res.text(); // read to the end so the connection goes back to the pool
       const done = performance.now();
       this.latency.push(done - started);
       if (scheduledAt !== undefined) this.fromSchedule.push(done - scheduledAt);
-      if (res.status === 202) {
+      if (res.status === (this.req.okStatus ?? 202)) {
         this.accepted++;
         this.perCustomer.set(body.customer, (this.perCustomer.get(body.customer) ?? 0) + 1);
+        if (this.placed) {
+          this.placed.repliedAt.push(Date.now());
+          this.placed.sentAt.push(sentAt);
+          this.placed.ids.push(String((JSON.parse(text) as { id: unknown }).id));
+        }
       } else {
         this.rejected++;
         if (this.errors.size < 5) this.errors.add(`${res.status} ${text.slice(0, 200)}`);
@@ -81,6 +116,7 @@ class Tally {
       maxInFlight: this.maxInFlight,
       errors: [...this.errors],
       perCustomer: this.perCustomer,
+      placed: this.placed,
     };
   }
 }
@@ -89,8 +125,8 @@ class Tally {
  * Closed loop: `clients` workers, each sending its next order as soon as the previous one is
  * answered, until `seconds` have passed.
  */
-export async function closedLoop(opts: { url: string; clients: number; seconds: number; bodies: readonly OrderBody[] }): Promise<LoadResult> {
-  const tally = new Tally();
+export async function closedLoop(opts: { url: string; clients: number; seconds: number; bodies: readonly OrderBody[] } & RequestOptions): Promise<LoadResult> {
+  const tally = new Tally(opts);
   const start = performance.now();
   const end = start + opts.seconds * 1000;
   let next = 0;
@@ -106,8 +142,8 @@ export async function closedLoop(opts: { url: string; clients: number; seconds: 
  * Open loop: sends at a fixed `rate` per second on a schedule, whether or not earlier requests
  * were answered (so a slow server shows up as latency, not as a lower send rate).
  */
-export async function openLoop(opts: { url: string; rate: number; seconds: number; bodies: readonly OrderBody[] }): Promise<LoadResult> {
-  const tally = new Tally();
+export async function openLoop(opts: { url: string; rate: number; seconds: number; bodies: readonly OrderBody[] } & RequestOptions): Promise<LoadResult> {
+  const tally = new Tally(opts);
   const total = Math.round(opts.rate * opts.seconds);
   const interval = 1000 / opts.rate;
   const pending = new Set<Promise<void>>();

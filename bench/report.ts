@@ -60,6 +60,16 @@ export interface E2eBars {
 
 export const EMBEDDED_BARS: E2eBars = { ordersPerSec: 5000, readModelP99Ms: 10, relayP99Ms: 5 };
 
+/** Bars of the optional steps (issues 4 and 5); absent: the figure is reported without one. */
+export interface StepBars {
+  /** Saga: confirmed orders/s at saturation, and 202 → CONFIRMED p99 at `rate` orders/s. */
+  saga?: { confirmedPerSec: number; p99Ms: number; rate: number };
+  /** Replay of the order-history read model, events/s. */
+  replayEventsPerSec?: number;
+  /** Change data capture, commit → consumer p99 at `rate` changes/s. */
+  cdc?: { p99Ms: number; rate: number };
+}
+
 /** Transactions per accepted order over the step, and how many bodies shared a COMMIT (group commit). */
 function commitsPerOrder(step: E2e["saturation"]): string {
   const all = Object.values(step.commits);
@@ -102,5 +112,96 @@ export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row
     row(`${p}Fixed rate: relay lag (orders) p99`, fmt(f.relayLag.p99Ms, "ms") + flag(f.relayLag.overflow), `≤ ${bars.relayP99Ms} ms`, lagBar(f.relayLag.p99Ms, bars.relayP99Ms)),
     row(`${p}Fixed rate: client HTTP p50 / p99`, `${fmt(f.client.p50Ms, "ms")} / ${fmt(f.client.p99Ms, "ms")}`),
     row(`${p}Read model holds every accepted order (sample)`, `${e.readModelCheck.found}/${e.readModelCheck.expected}`, "all", e.readModelCheck.ok),
+  ];
+}
+
+const ms = (f: { p50Ms: number | null; p99Ms: number | null }) => `${fmt(f.p50Ms, "ms")} / ${fmt(f.p99Ms, "ms")}`;
+const failed = (x: object | undefined): x is { stepError: string } => x !== undefined && "stepError" in x;
+
+/** Rows of the saga figures (issue 4): none when the phase did not follow its orders. */
+export function sagaRows(e: E2e, bars: StepBars, prefix = ""): Row[] {
+  const p = prefix ? `${prefix}: ` : "";
+  const sat = e.saturation.saga;
+  if (!sat) return [];
+  const rows: Row[] = [];
+  const b = bars.saga;
+  if (failed(e.sagaRate)) rows.push(row(`${p}Saga fixed-rate step`, `error: ${e.sagaRate.stepError.split("\n")[0]}`, "—", false));
+  else {
+    const step = e.sagaRate ?? e.fixedRate;
+    const f = step.saga!;
+    const at = `${p}Saga at ${step.targetRate}/s`;
+    const notAll = f.complete ? "" : ` (${f.orders - f.confirmed} of ${f.orders} not CONFIRMED)`;
+    const barHere = b && b.rate === step.targetRate ? b : undefined;
+    if (e.sagaRate) {
+      rows.push(
+        row(
+          `${at}: accepted/s, send to last reply`,
+          fmt(step.acceptedPerSec, "orders/s") + (step.acceptedPerSec < 0.95 * step.targetRate ? " (server fell behind)" : "") + (step.notSettled ? " (not settled 120 s after)" : "") + (e.sagaRate.settledBefore ? "" : " (not settled before)"),
+        ),
+      );
+    }
+    rows.push(
+      row(`${at}: 202 → CONFIRMED p50 / p99 (server stamps)`, ms(f.placedToConfirmed) + notAll, barHere ? `p99 ≤ ${barHere.p99Ms} ms` : "", barHere && (f.placedToConfirmed.p99Ms === null ? false : f.complete && f.placedToConfirmed.p99Ms <= barHere.p99Ms)),
+      row(`${at}: bench send → CONFIRMED p50 / p99 (upper bound)`, ms(f.sendToConfirmed)),
+    );
+  }
+  const tput = b ? `≥ ${b.confirmedPerSec.toLocaleString("en-US")}` : "";
+  const after = sat.lastConfirmedAfterSec === null ? "" : ` (last after ${fmt(sat.lastConfirmedAfterSec, "s")})`;
+  rows.push(
+    sat.complete
+      ? row(`${p}Saga: confirmed orders/s (saturation, until the last CONFIRMED)`, fmt(sat.confirmedPerSec, "orders/s") + after, tput, b && sat.confirmedPerSec !== null ? sat.confirmedPerSec >= b.confirmedPerSec : undefined)
+      : row(`${p}Saga: confirmed orders/s (saturation, until the last CONFIRMED)`, `${fmt(sat.confirmedPerSec, "orders/s")}${after}, ${sat.orders - sat.confirmed} of ${sat.orders} not CONFIRMED`, tput, b ? false : undefined),
+  );
+  const steps = [e.fixedRate.saga, sat, failed(e.sagaRate) ? undefined : e.sagaRate?.saga].filter((x) => x !== undefined);
+  const orders = steps.reduce((a, f) => a + f.orders, 0);
+  const confirmed = steps.reduce((a, f) => a + f.confirmed, 0);
+  rows.push(row(`${p}Saga: accepted orders that ended CONFIRMED`, `${confirmed.toLocaleString("en-US")}/${orders.toLocaleString("en-US")}`, "all", confirmed === orders));
+  return rows;
+}
+
+/** Rows of the read-model replay (issue 5): none when it did not run. */
+export function replayRows(e: E2e, bars: StepBars, prefix = ""): Row[] {
+  const p = prefix ? `${prefix}: ` : "";
+  const r = e.replay;
+  if (!r) return [];
+  if (failed(r)) return [row(`${p}Replay of order-history`, `error: ${r.stepError.split("\n")[0]}`, "—", false)];
+  const x = r;
+  const bar = bars.replayEventsPerSec;
+  const what = `${fmt(x.events, "events")} in ${fmt(x.wallSec, "s")}${x.liveProcessed === null ? "" : ` (live consumer: ${x.liveProcessed.toLocaleString("en-US")})`}`;
+  const rows = [
+    row(
+      `${p}Replay order-history: events/s (whole replay, system idle)`,
+      x.finished ? `${fmt(x.eventsPerSec, "events/s")}, ${what}` : `not finished (${x.error}): ${fmt(x.eventsPerSec, "events/s")} so far, ${what}`,
+      bar ? `≥ ${bar.toLocaleString("en-US")}` : "",
+      bar ? x.finished && x.eventsPerSec !== null && x.eventsPerSec >= bar : undefined,
+    ),
+  ];
+  if (x.serverEventsPerSec !== null) rows.push(row(`${p}Replay order-history: events/s by the server's duration (to before the swap)`, `${fmt(x.serverEventsPerSec, "events/s")} (${fmt(round(x.serverDurationMs! / 1000), "s")})`));
+  if (x.readModelCheck) rows.push(row(`${p}Replay: read model after the swap holds every accepted order (sample)`, `${x.readModelCheck.found}/${x.readModelCheck.expected}`, "all", x.readModelCheck.ok));
+  return rows;
+}
+
+/** Rows of change data capture (issue 5): none when it did not run. */
+export function cdcRows(e: E2e, bars: StepBars, prefix = ""): Row[] {
+  const p = prefix ? `${prefix}: ` : "";
+  const c = e.cdc;
+  if (!c) return [];
+  if (failed(c)) return [row(`${p}CDC (catalog.products → analytics)`, `error: ${c.stepError.split("\n")[0]}`, "—", false)];
+  const b = bars.cdc && bars.cdc.rate === c.targetRate ? bars.cdc : undefined;
+  const f = c.commitToConsumer;
+  const incomplete = c.allConsumed ? "" : ` (${c.consumed} of ${c.accepted} changes consumed)`;
+  const overflow = f.overflow ? " (≥, overflow)" : "";
+  return [
+    row(
+      `${p}CDC at ${c.targetRate} changes/s: commit → consumer p50 / p99 (catalog.products → analytics)`,
+      ms(f) + overflow + incomplete,
+      b ? `p99 ≤ ${b.p99Ms} ms` : "",
+      b ? f.p99Ms !== null && c.allConsumed && !f.overflow && f.p99Ms <= b.p99Ms : undefined,
+    ),
+    row(`${p}CDC baseline, same updates through catalog's outbox: commit → order-history p50 / p99`, ms(c.outboxToProjection)),
+    row(
+      `${p}CDC: updates accepted/s (target ${c.targetRate}/s), changes consumed`,
+      `${fmt(c.acceptedPerSec, "updates/s")}${c.acceptedPerSec < 0.95 * c.targetRate ? " (server fell behind)" : ""}, ${c.consumed.toLocaleString("en-US")}/${c.accepted.toLocaleString("en-US")}`,
+    ),
   ];
 }

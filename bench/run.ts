@@ -2,8 +2,8 @@
  * `bun run bench` — the benchmark. Prints a table (metric, value, bar, pass/fail) on stdout,
  * progress on stderr, and writes every figure to bench/results/latest.json.
  *
- *   bun run bench               full run (about 5 min; longer when a read model is slow to catch up)
- *   bun run bench --quick       smoke run (about 2 min)
+ *   bun run bench               full run (about 7 min; longer when a read model is slow to catch up)
+ *   bun run bench --quick       smoke run (about 3 min)
  *   bun run bench --help        every option
  *
  * See docs/benchmarks.md for what each figure means and how it is measured.
@@ -14,7 +14,7 @@ import { cpus, loadavg, totalmem, platform as osPlatform, arch, release } from "
 import { dirname, join, resolve } from "node:path";
 import { runE2eBench } from "./e2e.ts";
 import { infraProblem } from "./infra.ts";
-import { e2eRows, EMBEDDED_BARS, formatTable, rpcRows, type E2eBars, type Row } from "./report.ts";
+import { cdcRows, e2eRows, EMBEDDED_BARS, formatTable, replayRows, rpcRows, sagaRows, type E2eBars, type Row, type StepBars } from "./report.ts";
 import { runRpcBench } from "./rpc.ts";
 import type { SystemKind } from "./system.ts";
 import { otherLoadCores, progress } from "./util.ts";
@@ -24,7 +24,7 @@ const E2E_MODULES = ["catalog", "customers", "orders", "order-history"];
 
 const HELP = `bun run bench [options]
 
-  --quick              smoke run (~2 min): fewer calls, shorter phases
+  --quick              smoke run (~3 min): fewer calls, shorter phases
   --skip-rpc           skip phase 1 (co-located RPC cost)
   --skip-e2e           skip phase 2 (embedded end to end)
   --skip-postgres      skip phase 3 (one process on Postgres + NATS)
@@ -34,7 +34,15 @@ const HELP = `bun run bench [options]
   --seconds=N          saturation: seconds of load (default 20; quick 5)
   --rate=N             fixed-rate phase, embedded: orders/s (default 1000)
   --pg-rate=N          fixed-rate phase, Postgres topologies: orders/s (default 500)
-  --rate-seconds=N     fixed-rate phase: seconds (default 10; quick 4)
+  --rate-seconds=N     every fixed-rate step: seconds (default 10; quick 4)
+  --skip-saga          leave out the saga figures (every order followed to CONFIRMED; phases 2-4)
+  --saga-rate=N        saga 202 → CONFIRMED, embedded: orders/s (default 1000; its own fixed-rate
+                       step when --rate differs)
+  --saga-pg-rate=N     saga 202 → CONFIRMED, phases 3 and 4: orders/s of a fixed-rate step of its
+                       own (default 200)
+  --skip-replay        leave out the timed replay of the order-history read model (phases 2, 3)
+  --skip-cdc           leave out change data capture commit → consumer (phase 3)
+  --cdc-rate=N         change data capture: product updates/s (default 500)
   --out=FILE           JSON output (default bench/results/latest.json)
   --strict             exit 1 when a figure misses its bar
   --server-set=K=V     passed as \`--set K=V\` to every server process of phases 2-4 (repeatable),
@@ -44,15 +52,50 @@ const HELP = `bun run bench [options]
 
 Phases 3 and 4 use SELARAS_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test) and
 SELARAS_BENCH_NATS (default nats://127.0.0.1:4222); each run creates and then drops its own schemas,
-roles and streams under a random prefix.
+roles, capture slots, publications and streams under a random prefix.
 `;
 
-/** The end-to-end phases: topology, phase number, table prefix, bars. */
-const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string }> = [
-  { kind: "embedded", phase: 2, name: "embedded end to end", prefix: "", bars: EMBEDDED_BARS, skipFlag: "skip-e2e" },
-  { kind: "postgres", phase: 3, name: "one process on Postgres + NATS", prefix: "PG 1 process", bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-postgres" },
-  { kind: "split", phase: 4, name: "config/split.json processes on Postgres + NATS", prefix: "PG split", bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 }, skipFlag: "skip-split" },
+/**
+ * The end-to-end phases: topology, phase number, table prefix, bars; which optional steps run in
+ * each (`replay`, `cdc`; the saga figures come from every phase) and their bars (issues 4 and 5).
+ */
+const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string; steps: StepBars; replay: boolean; cdc: boolean }> = [
+  {
+    kind: "embedded",
+    phase: 2,
+    name: "embedded end to end",
+    prefix: "",
+    bars: EMBEDDED_BARS,
+    skipFlag: "skip-e2e",
+    steps: { saga: { confirmedPerSec: 3000, p99Ms: 25, rate: 1000 }, replayEventsPerSec: 50_000 },
+    replay: true,
+    cdc: false,
+  },
+  {
+    kind: "postgres",
+    phase: 3,
+    name: "one process on Postgres + NATS",
+    prefix: "PG 1 process",
+    bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 },
+    skipFlag: "skip-postgres",
+    steps: { cdc: { p99Ms: 100, rate: 500 } },
+    replay: true,
+    cdc: true,
+  },
+  {
+    kind: "split",
+    phase: 4,
+    name: "config/split.json processes on Postgres + NATS",
+    prefix: "PG split",
+    bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 },
+    skipFlag: "skip-split",
+    steps: { saga: { confirmedPerSec: 500, p99Ms: 150, rate: 200 } },
+    replay: false,
+    cdc: false,
+  },
 ];
+/** How long the bench lets a replay run before it gives up (and reports the rate so far). */
+const REPLAY_TIMEOUT_MS = 600_000;
 const PHASES = 1 + E2E_PHASES.length;
 
 function parseArgs(argv: string[]) {
@@ -68,7 +111,10 @@ function parseArgs(argv: string[]) {
     }
     flags.set(m[1]!, m[2] ?? true);
   }
-  const known = ["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"];
+  const known = [
+    ...["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"],
+    ...["skip-saga", "saga-rate", "saga-pg-rate", "skip-replay", "skip-cdc", "cdc-rate"],
+  ];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n\n${HELP}`);
   const num = (k: string, d: number) => {
     const v = flags.get(k);
@@ -85,6 +131,9 @@ function parseArgs(argv: string[]) {
     skipRpc: flags.has("skip-rpc"),
     skip: (flag: string) => flags.has(flag),
     pgRate: num("pg-rate", 500),
+    saga: flags.has("skip-saga") ? undefined : { rate: num("saga-rate", 1000), pgRate: num("saga-pg-rate", 200) },
+    replay: !flags.has("skip-replay"),
+    cdc: flags.has("skip-cdc") ? undefined : { rate: num("cdc-rate", 500) },
     out: resolve(typeof flags.get("out") === "string" ? (flags.get("out") as string) : join(ROOT, "bench/results/latest.json")),
     rpc: quick ? { calls: 6_000, warmup: 3_000, rounds: 6 } : { calls: 20_000, warmup: 5_000, rounds: 10 },
     e2e: {
@@ -195,10 +244,25 @@ async function main(): Promise<number> {
     }
     progress(`phase ${ph.phase}/${PHASES}: ${ph.name} (modules: ${mods.names.join(", ")})`);
     try {
-      const rate = ph.kind === "embedded" ? opts.e2e.rate : opts.pgRate;
-      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: ph.kind === "embedded" ? "e2e" : ph.kind });
-      out[key] = { bars: ph.bars, ...e };
+      const embedded = ph.kind === "embedded";
+      const rate = embedded ? opts.e2e.rate : opts.pgRate;
+      const saga = opts.saga && { rate: embedded ? opts.saga.rate : opts.saga.pgRate };
+      const replay = opts.replay && ph.replay ? { timeoutMs: REPLAY_TIMEOUT_MS } : undefined;
+      const cdc = ph.cdc ? opts.cdc : undefined;
+      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: embedded ? "e2e" : ph.kind, saga, replay, cdc });
+      out[key] = { bars: { ...ph.bars, ...ph.steps }, ...e };
       rows.push(...e2eRows(e, ph.bars, ph.prefix));
+      const p = ph.prefix ? `${ph.prefix}: ` : "";
+      const skipped = (what: string, flag: string) => rows.push({ metric: `${p}${what}`, value: `skipped (--${flag})`, bar: "—", result: "skip" });
+      if (opts.saga) rows.push(...sagaRows(e, ph.steps, ph.prefix));
+      else skipped("Saga", "skip-saga");
+      if (replay) rows.push(...replayRows(e, ph.steps, ph.prefix));
+      else if (ph.replay) skipped("Replay of order-history", "skip-replay");
+      if (cdc) rows.push(...cdcRows(e, ph.steps, ph.prefix));
+      else if (ph.cdc) skipped("CDC (catalog.products → analytics)", "skip-cdc");
+      for (const [name, r] of [["saga fixed-rate step", e.sagaRate], ["replay", e.replay], ["cdc", e.cdc]] as const) {
+        if (r && "stepError" in r) errors.push(`phase ${ph.phase} (${ph.kind}), ${name} failed: ${r.stepError}`);
+      }
       if (opts.e2e.profileDir) progress(`server CPU profiles written under ${opts.e2e.profileDir}/${ph.kind}-*`);
     } catch (err) {
       errors.push(`phase ${ph.phase} (${ph.kind}) failed: ${(err as Error).stack ?? err}`);
@@ -227,7 +291,7 @@ async function main(): Promise<number> {
       "The load generator runs in the bench process and competes with the server for the same cores.",
       "Ratios compare ways measured in the same run, interleaved; absolute figures move with machine load.",
     ],
-    options: { rpc: opts.rpc, e2e: opts.e2e, pgRate: opts.pgRate },
+    options: { rpc: opts.rpc, e2e: opts.e2e, pgRate: opts.pgRate, saga: opts.saga ?? null, replay: opts.replay ? { timeoutMs: REPLAY_TIMEOUT_MS } : null, cdc: opts.cdc ?? null },
     ...out,
     table: rows,
     errors,
