@@ -7,13 +7,15 @@ import { openBus } from "./bus/open.ts";
 import { collectCaptures, startCaptures, type Captures } from "./cdc/capture.ts";
 import { createConsumer } from "./bus/consumer.ts";
 import type { Bus, BusSubscription } from "./bus/types.ts";
+import { crossKeyProblems } from "./config/cross-checks.ts";
 import type { PlatformConfig } from "./config/schema.ts";
 import { createHttpApp } from "./http/app.ts";
 import type { CaptureSpec, ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
 import { createLogger, type Logger, type LogSink } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { childSpan, formatTraceparent, Tracer } from "./observability/trace.ts";
-import { OutboxRelay } from "./outbox/relay.ts";
+import { OutboxRelay, type Relay } from "./outbox/relay.ts";
+import { setUpWalRelays, walRelayedModules } from "./outbox/wal-relays.ts";
 import { mountReadModelAdmin, ReadModels, type ConnectionInfo } from "./read-models/index.ts";
 import { startGrpcServer, type GrpcServer } from "./rpc/grpc-server.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
@@ -78,6 +80,8 @@ export interface Platform {
  */
 export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   const { config } = opts;
+  const contradictions = crossKeyProblems(config);
+  if (contradictions.length > 0) throw new Error(contradictions.map((p) => `${p.key}: ${p.message}`).join("\n"));
   const tracer = new Tracer();
   // Every log line written while serving a request or handling an event carries its trace id.
   const logger = createLogger({
@@ -137,7 +141,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
 
   let storages = new Map<string, PlatformStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
-  const relays: OutboxRelay[] = [];
+  const relays: Relay[] = [];
   const subscriptions: BusSubscription[] = [];
   let captures: Captures | undefined;
   const http = createHttpApp({
@@ -181,9 +185,12 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         const commits = metrics.commitBatch.labels({ module });
         return (n) => commits.observe(n);
       },
+      walRelayed: walRelayedModules(config, opts.modules),
     });
     // Before any module writes: a change committed from here on is captured.
     captures = await startCaptures({ config, specs: opts.captures ?? collectCaptures(opts.modules), storages, bus, logger, metrics });
+    // outbox.relay = cdc: fails here, before any module starts, when the server or role cannot stream the WAL.
+    const walRelays = await setUpWalRelays({ config, manifests: opts.modules, storages, bus, logger, metrics });
     const bindings: ServiceBinding[] = [];
     for (const manifest of opts.modules) {
       const storage = storages.get(manifest.name)!;
@@ -207,7 +214,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         subscriptions.push(subscription);
         if (spec.readModel) readModels.add({ consumer: `${manifest.name}.${spec.name}`, manifest, spec, subscription, storage, context: ctx });
       }
-      const relay = new OutboxRelay(storage, bus, { batchSize: config.outbox.batchSize, logger: ctx.logger, metrics });
+      const relay = walRelays.get(manifest.name) ?? new OutboxRelay(storage, bus, { batchSize: config.outbox.batchSize, logger: ctx.logger, metrics });
       relay.start();
       relays.push(relay);
     }
@@ -252,7 +259,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   }, config.outbox.pruneIntervalMs);
   pruneTimer.unref?.();
 
-  logger.info("platform started", { modules: opts.modules.map((m) => m.name), remotes: remotes.map((r) => r.name), dataDir: config.dataDir, bus: bus.kind });
+  logger.info("platform started", { modules: opts.modules.map((m) => m.name), remotes: remotes.map((r) => r.name), dataDir: config.dataDir, bus: bus.kind, relay: config.outbox.relay });
 
   return {
     config,

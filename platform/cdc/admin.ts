@@ -19,7 +19,14 @@ export interface SlotAndPublication {
    * Changing it takes a brief ACCESS EXCLUSIVE lock, so it is done only when not set already.
    */
   readonly replicaIdentityFull?: boolean;
+  /** What the publication publishes (default: all four, Postgres' own default). */
+  readonly publish?: readonly PublishedOperation[];
 }
+
+/** The operations a publication can publish (`CREATE PUBLICATION … WITH (publish = …)`). */
+export type PublishedOperation = "insert" | "update" | "delete" | "truncate";
+
+const ALL_OPERATIONS: readonly PublishedOperation[] = ["insert", "update", "delete", "truncate"];
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
@@ -56,7 +63,7 @@ export async function ensureSlotAndPublication(sql: Sql, opts: SlotAndPublicatio
   assertPublicationName(opts.publication);
   if (opts.tables.length === 0) throw new Error("ensureSlotAndPublication: no tables");
   if (opts.replicaIdentityFull ?? true) await ensureReplicaIdentityFull(sql, opts.tables);
-  const publicationCreated = await ensurePublication(sql, opts.publication, opts.tables);
+  const publicationCreated = await ensurePublication(sql, opts.publication, opts.tables, opts.publish);
   const slotCreated = await ensureSlot(sql, opts.slot, opts.publication);
   return { slotCreated, publicationCreated };
 }
@@ -72,16 +79,25 @@ export async function ensureReplicaIdentityFull(sql: Sql, tables: readonly Table
   }
 }
 
-/** Creates the publication for exactly `tables`, or sets an existing one to them; true when created. */
-export async function ensurePublication(sql: Sql, publication: string, tables: readonly TableRef[]): Promise<boolean> {
+/**
+ * Creates the publication for exactly `tables` and `publish` (default: every operation), or sets
+ * an existing one to them; true when created.
+ */
+export async function ensurePublication(sql: Sql, publication: string, tables: readonly TableRef[], publish: readonly PublishedOperation[] = ALL_OPERATIONS): Promise<boolean> {
   const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
+  const ops = ALL_OPERATIONS.filter((o) => publish.includes(o));
+  if (ops.length === 0) throw new Error(`publication ${publication}: nothing to publish`);
   return sql.begin(async (tx) => {
     // Two readers starting at once: the second waits, then finds the publication.
     await tx`SELECT pg_advisory_xact_lock(hashtext(${`selaras-cdc:${publication}`}))`;
-    const [exists] = await tx`SELECT 1 FROM pg_publication WHERE pubname = ${publication}`;
+    const [exists] = await tx<{ insert: boolean; update: boolean; delete: boolean; truncate: boolean }[]>`
+      SELECT pubinsert AS insert, pubupdate AS update, pubdelete AS delete, pubtruncate AS truncate FROM pg_publication WHERE pubname = ${publication}`;
     if (!exists) {
-      await tx.unsafe(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list}`);
+      await tx.unsafe(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list} WITH (publish = '${ops.join(", ")}')`);
       return true;
+    }
+    if (ALL_OPERATIONS.some((o) => exists[o] !== ops.includes(o))) {
+      await tx.unsafe(`ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${ops.join(", ")}')`);
     }
     const current = await tx<{ schema: string; table: string }[]>`
       SELECT schemaname AS schema, tablename AS table FROM pg_publication_tables WHERE pubname = ${publication}`;
@@ -92,6 +108,36 @@ export async function ensurePublication(sql: Sql, publication: string, tables: r
     }
     return false;
   });
+}
+
+/**
+ * Fails, naming `what` and both privileges, unless the connection's role may create and stream
+ * replication slots (REPLICATION or superuser). A role that is not a superuser is made a member
+ * of `ownerRole` when `grant` (provisioning is on): publications and REPLICA IDENTITY need the
+ * tables' owner.
+ * @example await assertReplicationRole(sql, "cannot capture tables of module catalog", { ownerRole: "selaras_catalog", grant: true });
+ */
+export async function assertReplicationRole(sql: Sql, what: string, opts: { ownerRole: string; grant: boolean }): Promise<void> {
+  const [me] = await sql<{ name: string; sup: boolean; repl: boolean }[]>`
+    SELECT current_user AS name, rolsuper AS sup, rolreplication AS repl FROM pg_roles WHERE rolname = current_user`;
+  if (!me!.sup && !me!.repl) {
+    throw new Error(`${what}: role ${me!.name} has neither REPLICATION nor SUPERUSER (see platform/cdc/README.md, Privileges)`);
+  }
+  if (!me!.sup && opts.grant && me!.name !== opts.ownerRole) await sql.unsafe(`GRANT ${quoteIdent(opts.ownerRole)} TO CURRENT_USER`);
+}
+
+/**
+ * Fails, naming `what` (and `orElse`, the way around it), unless the server decodes its WAL
+ * logically (`wal_level = logical`, which only a server restart can change): without it no slot
+ * can be created or streamed.
+ * @example await assertLogicalWal(sql, 'outbox.relay = "cdc" (module orders)', 'use outbox.relay = "poll"');
+ */
+export async function assertLogicalWal(sql: Sql, what: string, orElse?: string): Promise<void> {
+  const [row] = await sql<{ level: string }[]>`SELECT current_setting('wal_level') AS level`;
+  if (row?.level !== "logical") {
+    const fix = `set it in postgresql.conf and restart the server${orElse ? `, or ${orElse}` : ""}`;
+    throw new Error(`${what} needs wal_level = logical, but the server runs with wal_level = ${row?.level ?? "unknown"}: ${fix}`);
+  }
 }
 
 async function ensureSlot(sql: Sql, slot: string, publication: string): Promise<boolean> {

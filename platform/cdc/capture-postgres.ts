@@ -2,7 +2,7 @@ import type { Sql, TransactionSql } from "postgres";
 import type { Bus, EventEnvelope } from "../bus/types.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../observability/logger.ts";
-import { decodable, dropSlot, ensurePublication, ensureReplicaIdentityFull, quoteIdent, slotLag } from "./admin.ts";
+import { assertReplicationRole, decodable, dropSlot, ensurePublication, ensureReplicaIdentityFull, quoteIdent, slotLag } from "./admin.ts";
 import { aggregateKey, changeEnvelope, stableEventId } from "./capture-event.ts";
 import type { ChangeEvent, Row } from "./change-event.ts";
 import { decodeValue } from "./decode-value.ts";
@@ -71,13 +71,8 @@ export class PgCapture {
   async setup(): Promise<void> {
     const { module, role, schema, tables } = this.#o;
     const sql = (this.#sql = connect(this.#o.connection, { max: 4, idle_timeout: 30, onnotice: () => {} }));
-    const [me] = await sql<{ name: string; sup: boolean; repl: boolean }[]>`
-      SELECT current_user AS name, rolsuper AS sup, rolreplication AS repl FROM pg_roles WHERE rolname = current_user`;
-    if (!me!.sup && !me!.repl) {
-      throw new Error(`cannot capture tables of module ${module}: role ${me!.name} has neither REPLICATION nor SUPERUSER (see platform/cdc/README.md, Privileges)`);
-    }
     // The publication and REPLICA IDENTITY need the tables' owner: the module's role.
-    if (!me!.sup && this.#o.grantModuleRole && me!.name !== role) await sql.unsafe(`GRANT ${quoteIdent(role)} TO CURRENT_USER`);
+    await assertReplicationRole(sql, `cannot capture tables of module ${module}`, { ownerRole: role, grant: this.#o.grantModuleRole });
     const refs = tables.map((table) => ({ schema, table }));
     await ensureReplicaIdentityFull(sql, refs);
     await ensurePublication(sql, this.slot, refs);

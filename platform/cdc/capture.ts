@@ -129,8 +129,12 @@ export async function startCaptures(deps: CaptureDeps): Promise<Captures> {
   };
 }
 
-/** The capture role's connection to a module's database: `cdc.postgres.url`'s credentials if set, else the administrator's. */
-function captureConnection(config: PlatformConfig, admin: PgModuleTarget["admin"]): PgModuleTarget["admin"] {
+/**
+ * The replication role's connection to a module's database — for captures and the WAL outbox
+ * relay: `cdc.postgres.url`'s credentials if set, else the administrator's.
+ * @example const connection = captureConnection(config, pgTargets(config, ["orders"])[0]!.admin);
+ */
+export function captureConnection(config: PlatformConfig, admin: PgModuleTarget["admin"]): PgModuleTarget["admin"] {
   const url = config.cdc.postgres.url;
   if (!url) return admin;
   const u = new URL(url);

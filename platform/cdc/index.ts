@@ -17,7 +17,7 @@ export { startCdc, type CdcOptions, type CdcReader, type ChangeBatch } from "./r
  * Slot and publication administration, idempotent.
  * @example await ensureSlotAndPublication(admin, { slot: "s", publication: "p", tables: [{ schema: "orders", table: "orders" }] });
  */
-export { ensureSlotAndPublication, dropSlot, dropPublication, slotLag, type TableRef, type SlotAndPublication } from "./admin.ts";
+export { ensureSlotAndPublication, dropSlot, dropPublication, slotLag, assertLogicalWal, assertReplicationRole, type TableRef, type SlotAndPublication, type PublishedOperation } from "./admin.ts";
 
 /**
  * The Debezium change event envelope.

@@ -40,7 +40,7 @@ describe("defaults", () => {
         http: { maxBodyBytes: 1_048_576, idleTimeoutSeconds: 30 },
         rpc: { timeoutMs: 5000, retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 1000 }, breaker: { threshold: 5, halfOpenAfterMs: 1000 } },
         grpc: {}, // no gRPC server unless grpc.port is set
-        outbox: { batchSize: 500, retentionHours: 168, pruneIntervalMs: 60_000 },
+        outbox: { batchSize: 500, retentionHours: 168, pruneIntervalMs: 60_000, relay: "poll" },
         bus: {
           kind: "embedded",
           retentionHours: 168,
@@ -53,6 +53,8 @@ describe("defaults", () => {
             partitions: 4,
             duplicateWindowSeconds: 120,
             ackWaitSeconds: 30,
+            maxAckPending: 512,
+            leaseSeconds: 10,
             requestTimeoutMs: 5000,
             reconnectWaitMs: 250,
             replicas: 1,
@@ -218,6 +220,7 @@ describe("positionals and help", () => {
       "http.maxBodyBytes": "SELARAS_HTTP__MAX_BODY_BYTES", "http.idleTimeoutSeconds": "SELARAS_HTTP__IDLE_TIMEOUT_SECONDS",
       "rpc.timeoutMs": "SELARAS_RPC__TIMEOUT_MS", "grpc.port": "SELARAS_GRPC__PORT", "grpc.host": "SELARAS_GRPC__HOST", "outbox.batchSize": "SELARAS_OUTBOX__BATCH_SIZE",
       "outbox.retentionHours": "SELARAS_OUTBOX__RETENTION_HOURS", "outbox.pruneIntervalMs": "SELARAS_OUTBOX__PRUNE_INTERVAL_MS",
+      "outbox.relay": "SELARAS_OUTBOX__RELAY",
       "bus.kind": "SELARAS_BUS__KIND", "bus.retentionHours": "SELARAS_BUS__RETENTION_HOURS", "bus.maxDeliver": "SELARAS_BUS__MAX_DELIVER",
       "bus.backoffMs": "SELARAS_BUS__BACKOFF_MS", "bus.batchSize": "SELARAS_BUS__BATCH_SIZE",
       "sqlite.synchronous": "SELARAS_SQLITE__SYNCHRONOUS", modules: "SELARAS_MODULES",
@@ -269,6 +272,16 @@ describe("errors name the key, the problem and the source", () => {
     expect(problemsOf({ env: { SELARAS_BUS__KIND: "kafka" } })).toEqual(['bus.kind: expected one of "embedded", "nats", got "kafka" (from env SELARAS_BUS__KIND)']);
     const [prefixProblem, ...rest] = problemsOf({ argv: ["--set", "bus.nats.prefix=a.b"] });
     expect([prefixProblem, rest]).toEqual([expect.stringMatching(/^bus\.nats\.prefix: .*, got "a\.b" \(from --set\)$/), []]);
+  });
+
+  it("relays the outbox by polling or from the WAL, the latter only on Postgres, naming where the setting came from", () => {
+    expect(loadConfig({ env: { SELARAS_OUTBOX__RELAY: "cdc", SELARAS_STORAGE__KIND: "postgres" } }).config.outbox.relay).toBe("cdc");
+    expect(problemsOf({ env: { SELARAS_OUTBOX__RELAY: "wal" } })).toEqual(['outbox.relay: expected one of "poll", "cdc", got "wal" (from env SELARAS_OUTBOX__RELAY)']);
+    const noWal = 'outbox.relay: "cdc" streams the outbox from the Postgres WAL, but storage.kind is "sqlite" and embedded SQLite has no WAL to decode; set storage.kind = "postgres" or outbox.relay = "poll"';
+    expect(problemsOf({ env: { SELARAS_OUTBOX__RELAY: "cdc" } })).toEqual([`${noWal} (from env SELARAS_OUTBOX__RELAY)`]);
+    // A process of a topology may set it for itself (outbox is a per-process key).
+    const file = writeConfig({ topology: { processes: { a: { modules: ["x"], outbox: { relay: "cdc" } } } } });
+    expect(problemsOf({ argv: ["--config", file, "--process", "a"] })).toEqual([`${noWal} (from file ${file}: topology.processes.a)`]);
   });
 
   it("names unknown keys in the file, top-level and nested", () => {

@@ -1,4 +1,5 @@
 import { parseArgv } from "./argv.ts";
+import { crossKeyProblems } from "./cross-checks.ts";
 import { readEnv } from "./env.ts";
 import { ConfigError, describeIssues } from "./errors.ts";
 import { flatten, readConfigFile, type SourceResult } from "./file.ts";
@@ -51,6 +52,12 @@ export function loadConfig(opts: LoadConfigOptions = {}): LoadedConfig {
   const { value, origins } = merge([...shared, ...own, ...later]);
   const parsed = PlatformConfigSchema.safeParse(value);
   const problems = [...file.problems, ...cli.problems, ...(parsed.success ? [] : describeIssues(parsed.error.issues, origins))];
+  if (parsed.success) {
+    for (const p of crossKeyProblems(parsed.data)) {
+      const origin = originOf(origins, p.key.split("."));
+      problems.push(`${p.key}: ${p.message}${origin ? ` (from ${origin.from})` : ""}`);
+    }
+  }
   // The other processes' overrides are checked too, so a typo fails every process at start.
   for (const [other, assignments] of sections) {
     if (other === name) continue;

@@ -101,6 +101,12 @@ const outbox = z
     batchSize: z.int().min(1).max(10_000).default(500).describe("Outbox rows the relay publishes per batch."),
     retentionHours: z.number().nonnegative().default(168).describe("Hours a published outbox row is kept before it is pruned."),
     pruneIntervalMs: z.int().positive().default(60_000).describe("How often published outbox rows are pruned, in ms."),
+    relay: z
+      .enum(["poll", "cdc"])
+      .default("poll")
+      .describe(
+        'How the relay finds committed outbox rows. "poll": it reads the outbox table, woken by every commit (LISTEN/NOTIFY on Postgres). "cdc" (storage.kind = "postgres" only, and wal_level = logical on the server): it streams them from the WAL through a permanent logical replication slot per publishing module, <schema>_outbox, as the role of cdc.postgres.url (see docs/adr/0013-outbox-relay-from-the-wal.md).',
+      ),
   })
   .prefault({})
   .describe("Transactional outbox and its relay.");

@@ -3,6 +3,15 @@ import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { PlatformStorage } from "../storage/module-storage.ts";
 
+/** What the platform drives of a module's relay, whichever way it finds committed rows (`outbox.relay`). */
+export interface Relay {
+  start(): void;
+  /** Resolves once everything committed so far has been published. */
+  drained(): Promise<void>;
+  /** Publishes what is left (bounded by `timeoutMs`), then stops. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
 export interface RelayOptions {
   batchSize: number;
   logger: Logger;
@@ -16,7 +25,7 @@ export interface RelayOptions {
  * between publish and mark republishes the same event ids, which the bus deduplicates (and the
  * consumers' inboxes would absorb anyway): at-least-once, never lost, never invented.
  */
-export class OutboxRelay {
+export class OutboxRelay implements Relay {
   #running = false;
   #wakeup: (() => void) | undefined;
   #woken = false;

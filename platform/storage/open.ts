@@ -17,6 +17,8 @@ export interface OpenStorageDeps {
   readonly logger: Logger;
   /** Told each group commit's size, per module. */
   readonly onCommit: (module: string) => (bodies: number) => void;
+  /** Modules whose outbox the relay reads from the WAL (`outbox.relay = "cdc"`): no LISTEN connection for them. */
+  readonly walRelayed?: ReadonlySet<string>;
 }
 
 /**
@@ -138,6 +140,6 @@ async function openPostgres(config: PlatformConfig, manifests: readonly ModuleMa
     }
     const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, onCommit: deps.onCommit(t.module) });
     opened.set(t.module, storage);
-    await storage.listen();
+    if (!deps.walRelayed?.has(t.module)) await storage.listen();
   }
 }

@@ -14,6 +14,12 @@ import { dropPgPrefix, pgStorageConfig } from "./postgres.ts";
  */
 export const TEST_TOPOLOGY: "embedded" | "postgres" = process.env.SELARAS_TEST_TOPOLOGY === "postgres" ? "postgres" : "embedded";
 
+/**
+ * How the `postgres` topology relays outboxes: `SELARAS_TEST_RELAY=cdc` streams them from the WAL
+ * (`outbox.relay = "cdc"`) instead of polling — to run the contract tests once more that way.
+ */
+export const TEST_RELAY: "poll" | "cdc" = process.env.SELARAS_TEST_RELAY === "cdc" ? "cdc" : "poll";
+
 // One prefix per data dir: a test that boots twice on the same dataDir meets the same schemas and streams.
 const prefixes = new Map<string, string>();
 
@@ -49,9 +55,10 @@ export async function bootModules(modules: readonly ModuleManifest<any>[], overr
     prefix = prefixes.get(dataDir) ?? randomPrefix();
     prefixes.set(dataDir, prefix);
     const bus = { ...(overrides.bus ?? testConfig({ dataDir }).bus), kind: "nats" as const };
-    topology = PlatformConfigSchema.pick({ storage: true, bus: true }).parse({
+    topology = PlatformConfigSchema.pick({ storage: true, bus: true, outbox: true }).parse({
       storage: pgStorageConfig(prefix),
       bus: { ...bus, nats: { ...bus.nats, servers: [SHARED_NATS], prefix } },
+      outbox: { ...(overrides.outbox ?? testConfig({ dataDir }).outbox), ...(TEST_RELAY === "cdc" && { relay: "cdc" }) },
     });
   }
   const dropPrefix = async () => {
