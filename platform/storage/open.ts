@@ -138,7 +138,7 @@ async function openPostgres(config: PlatformConfig, manifests: readonly ModuleMa
       const hint = pg.provision ? "" : " (storage.postgres.provision is false: has an operator run the SQL of `bun run main.ts provision-sql`?)";
       throw new Error(`module ${t.module}: cannot use its Postgres schema ${t.schema} as role ${t.role} at ${where}: ${(err as Error).message}${hint}`, { cause: err });
     }
-    const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, onCommit: deps.onCommit(t.module) });
+    const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, maxInFlight: Math.min(pg.maxInFlight, Math.max(1, pg.poolSize - 1)), onCommit: deps.onCommit(t.module) });
     opened.set(t.module, storage);
     if (!deps.walRelayed?.has(t.module)) await storage.listen();
   }

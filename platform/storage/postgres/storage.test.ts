@@ -17,11 +17,12 @@ import { items, storageConformance, storageTestModule, testStorageDeps } from ".
 // through `openModuleStorage`, as the platform does, and drops exactly those.
 
 /** Test modules on the shared Postgres under a fresh prefix; each `openAll` is one more "process". */
-function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()]) {
+function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()], pool: { poolSize?: number; maxInFlight?: number } = {}) {
   const prefix = randomPgPrefix();
   const opened: PlatformStorage[] = [];
   const openAll = async (deps: OpenStorageDeps) => {
-    const storages = await openModuleStorage(PlatformConfigSchema.parse({ storage: pgStorageConfig(prefix) }), modules, deps);
+    const storage = pgStorageConfig(prefix);
+    const storages = await openModuleStorage(PlatformConfigSchema.parse({ storage: { ...storage, postgres: { ...storage.postgres, ...pool } } }), modules, deps);
     opened.push(...storages.values());
     return storages;
   };
@@ -37,6 +38,8 @@ function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()]) {
 }
 
 storageConformance("Postgres", async () => pgHome());
+// Two group commits of a module in flight at once: the same guarantees.
+storageConformance("Postgres, 2 commits in flight", async () => pgHome(undefined, { poolSize: 3, maxInFlight: 2 }));
 
 describe("Postgres storage", () => {
   let admin: Sql;

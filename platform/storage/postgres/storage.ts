@@ -91,6 +91,8 @@ export interface PgStorageOptions {
   readonly tracer: Tracer;
   /** Most bodies in one transaction. */
   readonly maxBatch?: number;
+  /** Group commits in flight at once (each on its own connection of the pool). */
+  readonly maxInFlight?: number;
   /** Told the size of every group commit (bodies per COMMIT), for metrics. */
   readonly onCommit?: (bodies: number) => void;
 }
@@ -99,9 +101,9 @@ export interface PgStorageOptions {
  * One module's storage in its own Postgres schema, under its own role.
  *
  * Transaction bodies are synchronous (the same module code runs on SQLite), so a body here
- * records its writes as a plan. Bodies queued while a transaction is in flight form the next
- * batch: one transaction, every write of every body pipelined (one round trip), the batch's
- * outbox rows in one multi-row insert at the end, one COMMIT. When any write fails or a check
+ * records its writes as a plan. Bodies queued while `maxInFlight` transactions are in flight form
+ * the next batch: one transaction, BEGIN and every write of every body pipelined (one round
+ * trip), the batch's outbox rows in one multi-row insert at the end, one COMMIT. When any write fails or a check
  * fails, the batch rolls back and each body runs again alone, so only the failing one fails.
  * A caller's promise resolves after COMMIT.
  */
@@ -117,7 +119,9 @@ export class PgModuleStorage implements PlatformStorage {
   readonly #reads: StatementCache<{ execute(v: StatementValues): Promise<unknown[]> }>;
   readonly #writes: StatementCache<{ sql: string; params: unknown[] }>;
   #queue: Pending[] = [];
-  #flushing: Promise<void> | undefined;
+  /** Group commits in flight, and whether a start is scheduled for the current turn's bodies. */
+  readonly #inFlight = new Set<Promise<void>>();
+  #scheduled = false;
   #closed = false;
   #lease: RelayLease | undefined;
   #leaseAbort = new AbortController();
@@ -159,20 +163,39 @@ export class PgModuleStorage implements PlatformStorage {
     if (this.#closed) return Promise.reject(new Error(`storage of module ${this.module} is closed`));
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ body, trace: this.tracer.current(), resolve: resolve as (v: unknown) => void, reject });
-      this.#flushing ??= this.#drain();
+      if (!this.#scheduled && this.#inFlight.size < this.#maxInFlight) {
+        // Let the current turn of the event loop queue its bodies too.
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#start();
+        });
+      }
     });
   }
 
-  async #drain(): Promise<void> {
-    // Let the current turn of the event loop queue its bodies too.
-    await new Promise<void>((r) => setImmediate(r));
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#opts.maxBatch ?? 256);
-        await this.#runBatch(batch);
-      }
-    } finally {
-      this.#flushing = undefined;
+  get #maxInFlight(): number {
+    return this.#opts.maxInFlight ?? 1;
+  }
+
+  /**
+   * Starts group commits of what is queued while fewer than `maxInFlight` are in flight; each
+   * one that ends starts the next. Bodies of one caller that awaits each commit stay in order;
+   * bodies in flight side by side are independent (their checks hold under concurrency: unique
+   * constraints, expected versions).
+   */
+  #start(): void {
+    while (this.#queue.length > 0 && this.#inFlight.size < this.#maxInFlight) {
+      const batch = this.#queue.splice(0, this.#opts.maxBatch ?? 256);
+      const run: Promise<void> = this.#runBatch(batch)
+        .catch((err) => {
+          for (const p of batch) p.reject(err); // no-op for those already settled
+        })
+        .finally(() => {
+        this.#inFlight.delete(run);
+        this.#start();
+      });
+      this.#inFlight.add(run);
     }
   }
 
@@ -340,7 +363,7 @@ export class PgModuleStorage implements PlatformStorage {
   /** Waits for queued bodies to commit, gives up the relay lease, closes the pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    while (this.#flushing) await this.#flushing;
+    while (this.#inFlight.size > 0 || this.#queue.length > 0) await Promise.all([...this.#inFlight, new Promise((r) => setImmediate(r))]);
     this.#closed = true;
     this.#leaseAbort.abort();
     await this.#unlisten?.().catch(() => {});
