@@ -5,7 +5,7 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
 import { openBus } from "./bus/open.ts";
 import { collectCaptures, startCaptures, type Captures } from "./cdc/capture.ts";
-import { createConsumer } from "./bus/consumer.ts";
+import { createConsumer, KeyedLocks } from "./bus/consumer.ts";
 import type { Bus, BusSubscription } from "./bus/types.ts";
 import { crossKeyProblems } from "./config/cross-checks.ts";
 import type { PlatformConfig } from "./config/schema.ts";
@@ -209,8 +209,9 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         bindings.push(b);
       }
       instance.routes?.(http.app);
+      const locks = new KeyedLocks(); // the module's serializeBy keys, across its subscriptions
       for (const spec of instance.subscriptions ?? []) {
-        const subscription = bus.subscribe({ ...createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger }), retain: spec.readModel !== undefined });
+        const subscription = bus.subscribe({ ...createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger, locks }), retain: spec.readModel !== undefined });
         subscriptions.push(subscription);
         if (spec.readModel) readModels.add({ consumer: `${manifest.name}.${spec.name}`, manifest, spec, subscription, storage, context: ctx });
       }

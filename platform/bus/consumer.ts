@@ -13,8 +13,11 @@ const MAX_CONFLICT_ATTEMPTS = 20;
 /** How long a delivery waits for its module's database to come back before it counts as failed (kept below NATS's default ack wait of 30 s). */
 const STORAGE_OUTAGE_MS = 20_000;
 
-/** In-process locks by key; several keys are taken in sorted order, so two takers cannot deadlock. */
-class KeyedLocks {
+/**
+ * In-process locks by key; several keys are taken in sorted order, so two takers cannot deadlock.
+ * One per module: its subscriptions' `serializeBy` keys name the module's own resources.
+ */
+export class KeyedLocks {
   readonly #tails = new Map<string, Promise<void>>();
 
   async acquire(keys: readonly string[]): Promise<() => void> {
@@ -80,6 +83,8 @@ export function createConsumer(opts: {
   tracer: Tracer;
   logger: Logger;
   metrics: Pick<Metrics, "eventsConsumed" | "consumerLagSeconds">;
+  /** The module's locks, shared by its subscriptions (default: this subscription's own). */
+  locks?: KeyedLocks;
 }): SubscribeOptions {
   const { module, spec, storage, tracer, metrics, logger } = opts;
   const consumer = `${module}.${spec.name}`;
@@ -117,7 +122,7 @@ export function createConsumer(opts: {
   };
   const lag = metrics.consumerLagSeconds.labels({ consumer });
   const conflicts = metrics.eventsConsumed.labels({ consumer, result: "conflict-retried" });
-  const locks = new KeyedLocks();
+  const locks = opts.locks ?? new KeyedLocks();
   const unavailable = metrics.eventsConsumed.labels({ consumer, result: "storage-unavailable-retried" });
   const record = (outcomes: Array<"processed" | "duplicate">, batch: readonly Delivery[]) => {
     const now = Date.now();
@@ -131,15 +136,23 @@ export function createConsumer(opts: {
     consumer,
     types: [...handlers.keys()],
     async handle(batch): Promise<DeliveryResult[]> {
+      let release: (() => void) | undefined;
       try {
         const decoded = batch.map(decode);
         // Deliveries contending on one key would load the same version and conflict: one by one.
         if (contended(decoded)) throw new WriteConflict("contended batch");
+        // The batch's keys are taken too: a batch of another partition, or a delivery being
+        // retried alone, that touches the same keys waits instead of conflicting — a conflict
+        // aborts the whole group commit it shares with other bodies.
+        const keys = decoded.flatMap((p) => p.handler.serializeBy?.(p.message) ?? []);
+        if (keys.length > 0) release = await locks.acquire(keys);
         const prepared = decoded.some((p) => p.handler.load) ? await Promise.all(decoded.map(load)) : decoded;
         const outcomes = await storage.transactInternal((tx) => prepared.map((p) => apply(tx, p)));
+        release?.();
         record(outcomes, batch);
         return batch.map(() => ({ ok: true }));
       } catch (batchError) {
+        release?.();
         // One delivery alone: only a conflict (load again) or a duplicate is worth another try.
         if (batch.length === 1 && !(batchError instanceof DuplicateDelivery) && !(batchError instanceof WriteConflict) && !isUnreachable(batchError)) return [fail(batchError)];
       }

@@ -12,6 +12,12 @@ import { openPgTarget } from "./target-postgres.ts";
 import { openSqliteTarget } from "./target-sqlite.ts";
 import type { RebuildTarget } from "./target.ts";
 
+/**
+ * Events a rebuild reads and applies per transaction (at least `bus.batchSize`): nothing waits on
+ * a rebuild's commits, so bigger batches only save per-commit work.
+ */
+const REPLAY_BATCH = 2_000;
+
 /** A read model as `GET /admin/v1/read-models` shows it. */
 export interface ReadModelInfo {
   /** `<module>.<subscription>`: the name `replay` takes. */
@@ -94,7 +100,7 @@ export class ReadModels {
     const { bus, config, tracer, logger } = this.deps;
     const done = rebuildReadModel(
       host,
-      { bus, tracer, logger: logger.child({ component: "read-models" }), batchSize: config.bus.batchSize, maxDeliver: config.bus.maxDeliver, openTarget: (h, until) => this.#openTarget(h, until) },
+      { bus, tracer, logger: logger.child({ component: "read-models" }), batchSize: Math.max(config.bus.batchSize, REPLAY_BATCH), maxDeliver: config.bus.maxDeliver, openTarget: (h, until) => this.#openTarget(h, until) },
       { ...opts, signal: abort.signal },
     ).catch((err: unknown) => {
       if (err instanceof EventsNotRetained) throw domainError(Code.FailedPrecondition, "events-not-retained", err.message, DOMAIN);

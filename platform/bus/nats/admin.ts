@@ -62,6 +62,11 @@ export interface ConsumerSettings {
    * order; the redrive consumer, read by every instance, keeps 1.
    */
   readonly maxAckPending: number;
+  /**
+   * "all": acking a message acks every earlier one — an event partition's single reader handles
+   * in order and acks once per batch. "explicit": each message on its own (the redrive consumer).
+   */
+  readonly ackAll: boolean;
 }
 
 const CONSUMER_NOT_FOUND = 10014;
@@ -88,6 +93,9 @@ export async function ensureConsumer(jsm: JetStreamManager, stream: string, dura
   if ((c.filter_subject ?? "") !== filter) {
     // What was in flight is delivered again; the inbox absorbs it.
     await recreateAt(jsm, stream, durable, filter, s, info.ack_floor.stream_seq);
+  } else if (c.ack_policy !== consumerBase(durable, filter, s).ack_policy) {
+    // The ack policy cannot be updated: recreated at its position (what was in flight comes again).
+    await recreateAt(jsm, stream, durable, filter, s, info.ack_floor.stream_seq);
   } else if (c.max_ack_pending !== limits.max_ack_pending || c.ack_wait !== limits.ack_wait || c.max_deliver !== limits.max_deliver) {
     await jsm.consumers.update(stream, durable, limits);
   }
@@ -110,7 +118,7 @@ export async function resetToAckFloor(jsm: JetStreamManager, stream: string, dur
 function consumerBase(durable: string, filter: string, s: ConsumerSettings) {
   return {
     durable_name: durable,
-    ack_policy: AckPolicy.Explicit,
+    ack_policy: s.ackAll ? AckPolicy.All : AckPolicy.Explicit,
     replay_policy: ReplayPolicy.Instant,
     ...(filter ? { filter_subject: filter } : {}),
     max_ack_pending: s.maxAckPending,

@@ -226,12 +226,14 @@ export class NatsBus implements Bus {
     ]);
   }
 
-  ensureConsumer(stream: string, durable: string, filter: string, maxAckPending: number): Promise<void> {
-    return ensureConsumer(this.jsm, stream, durable, filter, this.consumerSettings(maxAckPending));
+  ensureConsumer(stream: string, durable: string, filter: string, kind: "partition" | "redrive"): Promise<void> {
+    return ensureConsumer(this.jsm, stream, durable, filter, this.consumerSettings(kind));
   }
 
-  consumerSettings(maxAckPending: number): ConsumerSettings {
-    return { ackWaitMs: this.opts.ackWaitSeconds * 1000, maxAckPending };
+  /** An event partition's consumer (`partition`: one reader, batches, ack-all) or the redrive consumer (every instance, one message at a time). */
+  consumerSettings(kind: "partition" | "redrive"): ConsumerSettings {
+    const partition = kind === "partition";
+    return { ackWaitMs: this.opts.ackWaitSeconds * 1000, maxAckPending: partition ? this.opts.maxAckPending : 1, ackAll: partition };
   }
 
   /** The partition leases (the bucket is created on first use; a failure is retried on the next call). */

@@ -37,6 +37,8 @@ interface Source {
 export class NatsSubscription {
   readonly consumer: string;
   readonly #types: Set<string>;
+  /** `<pkg>.<Message>` of each wanted type, as its subject carries it: other types are skipped without parsing headers. */
+  readonly #subjectTypes: Set<string>;
   readonly #sources: Source[];
   #running = true;
   #main: Promise<void> | undefined;
@@ -75,6 +77,10 @@ export class NatsSubscription {
   ) {
     this.consumer = opts.consumer;
     this.#types = new Set(opts.types);
+    this.#subjectTypes = new Set(opts.types.map((t) => {
+      const { pkg, name } = splitType(t);
+      return `${pkg}.${name}`;
+    }));
     this.#ready = new Promise((r) => (this.#setReady = r));
     const { prefix, partitions } = bus.opts;
     const durable = consumerToken(this.consumer);
@@ -186,13 +192,13 @@ export class NatsSubscription {
 
   async #ensure(): Promise<void> {
     await Promise.all([...this.packages.map((pkg) => this.bus.ensurePackageStream(pkg)), this.bus.ensureSystemStreams()]);
-    await Promise.all(this.#sources.map((s) => this.bus.ensureConsumer(s.stream, s.durable, s.filter, s.redrive ? 1 : this.bus.opts.maxAckPending)));
+    await Promise.all(this.#sources.map((s) => this.bus.ensureConsumer(s.stream, s.durable, s.filter, s.redrive ? "redrive" : "partition")));
   }
 
   async #consume(source: Source): Promise<void> {
     for (let failures = 0; this.#running; ) {
       try {
-        if (failures > 0) await this.bus.ensureConsumer(source.stream, source.durable, source.filter, 1);
+        if (failures > 0) await this.bus.ensureConsumer(source.stream, source.durable, source.filter, "redrive");
         const messages = await (await this.bus.js.consumers.get(source.stream, source.durable)).consume({ max_messages: 64 });
         this.#iterators.add(messages);
         try {
@@ -230,7 +236,7 @@ export class NatsSubscription {
         lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, () => this.#held.size < this.#fairShare);
         if (!lease) return;
         this.#held.add(source);
-        const reset = await resetToAckFloor(this.bus.jsm, source.stream, source.durable, source.filter, this.bus.consumerSettings(this.bus.opts.maxAckPending));
+        const reset = await resetToAckFloor(this.bus.jsm, source.stream, source.durable, source.filter, this.bus.consumerSettings("partition"));
         if (reset) this.bus.opts.logger.info("partition taken over with events unacked by its previous reader: delivering them again from the ack floor", { consumer: this.consumer, stream: source.stream });
         await this.#readOwned(source, lease);
         failures = 0;
@@ -387,7 +393,11 @@ export class NatsSubscription {
     const deliveries: Delivery[] = [];
     const at: number[] = []; // batch index of each delivery
     const poison = new Set<number>();
+    const eventsHead = `${this.bus.opts.prefix}.events.`;
     batch.forEach((m, i) => {
+      // `<prefix>.events.<pkg>.<Message>.<partition>`: a type this subscription does not handle
+      // is skipped on its subject alone; its headers are never parsed.
+      if (m.subject.startsWith(eventsHead) && !this.#subjectTypes.has(m.subject.slice(eventsHead.length, m.subject.lastIndexOf(".")))) return;
       let envelope;
       try {
         envelope = envelopeOf(m.headers, m.data);
@@ -412,13 +422,16 @@ export class NatsSubscription {
     }
     const failedAt = deliveries.findIndex((_, i) => !results[i]?.ok);
     const end = failedAt < 0 ? batch.length : at[failedAt]!;
+    // Ack-all: one ack covers every message before it; a poison message is terminated on its own.
+    let lastAck: JsMsg | undefined;
     for (let i = 0; i < end; i++) {
       const m = batch[i]!;
       if (poison.has(i)) m.term();
-      else m.ack();
+      else lastAck = m;
       this.#attempts.delete(`${source.stream}:${m.seq}`);
       this.#done(source, m);
     }
+    lastAck?.ack();
     if (failedAt < 0) return { done: batch.length };
 
     const m = batch[end]!;
