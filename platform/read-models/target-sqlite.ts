@@ -22,6 +22,11 @@ function removeFiles(file: string): void {
 export async function openSqliteTarget(opts: { module: string; file: string; migrations: readonly Migration[]; sqlite: SqliteOptions; tracer: Tracer }): Promise<RebuildTarget> {
   removeFiles(opts.file);
   const conn = await openSqlite(opts.file, opts.sqlite);
+  // A scratch file until the swap (or kept for inspection): nothing needs its writes to survive a
+  // crash — an interrupted rebuild starts over from the retained events. Each row is written once
+  // (no WAL to checkpoint) and no commit waits for the disk; rollbacks still work (the journal
+  // lives in memory).
+  conn.exec("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF");
   try {
     migrateSqlite(conn, opts.module, opts.migrations);
   } catch (err) {
