@@ -363,8 +363,9 @@ export class PgModuleStorage implements PlatformStorage {
   /** Waits for queued bodies to commit, gives up the relay lease, closes the pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    while (this.#inFlight.size > 0 || this.#queue.length > 0) await Promise.all([...this.#inFlight, new Promise((r) => setImmediate(r))]);
+    // New bodies are refused from here; those already queued still commit.
     this.#closed = true;
+    while (this.#inFlight.size > 0 || this.#queue.length > 0) await Promise.all([...this.#inFlight, new Promise((r) => setImmediate(r))]);
     this.#leaseAbort.abort();
     await this.#unlisten?.().catch(() => {});
     await this.#lease?.release().catch(() => {});
