@@ -240,6 +240,12 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   metrics.gaugeFn("selaras_consumer_lag_events", "Events on the bus a consumer has not processed yet", ["consumer"], async (set) => {
     for (const [c, n] of await bus.consumerLag()) set({ consumer: c }, n);
   });
+  if (bus.heldPartitions) {
+    const held = bus.heldPartitions.bind(bus);
+    metrics.gaugeFn("selaras_bus_partitions_held", "Partitions of a consumer this instance reads now (NATS: the holder of each partition's lease; 0 while standing by)", ["consumer"], async (set) => {
+      for (const [c, n] of held()) set({ consumer: c }, n);
+    });
+  }
   metrics.gaugeFn("selaras_dead_letters", "Events in the dead-letter queue, per consumer", ["consumer"], async (set) => {
     const counts = new Map<string, number>();
     for (const d of await bus.deadLetters()) counts.set(d.consumer, (counts.get(d.consumer) ?? 0) + 1);

@@ -110,6 +110,8 @@ export interface Bus {
   redrive(consumer: string, seq?: number): Promise<number>;
   /** Per consumer: events not yet processed. */
   consumerLag(): Promise<Map<string, number>>;
+  /** Per consumer: how many of its partitions this instance reads now (a bus that spreads partitions over instances). */
+  heldPartitions?(): Map<string, number>;
   ping(): Promise<void>;
   close(): Promise<void>;
   /** The retained events, for rebuilding read models (see `RetainedLog`); absent on a bus that cannot replay. */

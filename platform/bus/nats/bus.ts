@@ -159,6 +159,10 @@ export class NatsBus implements Bus {
     return [...this.#subs].find((s) => s.consumer === consumer)?.partitionsHeld ?? 0;
   }
 
+  heldPartitions(): Map<string, number> {
+    return new Map([...this.#subs].map((s) => [s.consumer, s.partitionsHeld]));
+  }
+
   async deadLetters(consumer?: string): Promise<DeadLetter[]> {
     this.#assertReachable();
     await this.ensureSystemStreams();

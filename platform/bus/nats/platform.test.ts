@@ -95,6 +95,8 @@ describe("platform on NATS JetStream", () => {
       expect(runs.size).toBe(ids.length);
       const inbox = reader.db.all<{ n: number }>(sql`SELECT COUNT(*) AS n FROM selaras_inbox WHERE consumer = 'reader.projection'`);
       expect(inbox[0]!.n).toBe(ids.length);
+      // The only instance reads all 4 partitions of the consumer (the default bus.nats.partitions).
+      expect(await t.platform.metrics.text()).toContain('selaras_bus_partitions_held{consumer="reader.projection"} 4');
 
       await t.dispose();
       const runsBefore = [...runs.values()].reduce((a, b) => a + b, 0);
