@@ -41,7 +41,8 @@ describe.skipIf(!isBun)("replay command (e2e)", () => {
     expect(r.stdout).toMatch(/^ {2}catch-up .* — live consumer paused$/m);
     expect(r.stdout).toMatch(/^done: swapped in; \d+ events applied, checkpoint \{"log":\d+\}, \d+\.\d s$/m);
     expect(await history()).toEqual(before);
-    const logged = srv.entries().find((e) => e.msg === "read model rebuilt and swapped in");
+    // The server's log reaches the harness through a pipe: it may arrive after the command exited.
+    const logged = await waitFor(() => srv.entries().find((e) => e.msg === "read model rebuilt and swapped in"), { what: "the server's log line of the swap" });
     expect(logged).toMatchObject({ consumer: "order-history.projection", skipped: 0 });
   });
 

@@ -30,10 +30,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { InventoryService } from "../../gen/inventory/v1/inventory_pb.ts";
 import { OrderService } from "../../gen/orders/v1/orders_pb.ts";
 import { PaymentService, PaymentStatus } from "../../gen/payments/v1/payments_pb.ts";
 import { checkInvariants, formatReport } from "../../ops/invariants.ts";
+import { sagaClients } from "./saga-checks.ts";
 import { waitFor } from "../support/platform.ts";
 import { pgConnect } from "../support/postgres.ts";
 import { isBun, parseMetrics, repoRoot, startTopology, type RunningServer, type RunningTopology } from "./harness.ts";
@@ -115,7 +115,7 @@ describe.skipIf(!isBun)("order saga under faults in the split topology on Postgr
   const transport = (module: string) => createConnectTransport({ baseUrl: topo.serverOf(module).url });
   const payments = () => createClient(PaymentService, transport("payments"));
   const ordersRpc = () => createClient(OrderService, transport("orders"));
-  const invariantClients = () => ({ orders: ordersRpc(), payments: payments(), inventory: createClient(InventoryService, transport("inventory")) });
+  const invariantClients = () => sagaClients((m) => topo.serverOf(m).url);
 
   /** Rewrites `modules.orders.saga` in the topology file and restarts orders on it (a no-op when unchanged). */
   async function useSaga(saga: SagaTimings) {
