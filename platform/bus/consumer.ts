@@ -65,7 +65,8 @@ interface Prepared {
   readonly handler: EventHandler<DescMessage>;
   readonly message: MessageShape<DescMessage>;
   readonly meta: EventMeta;
-  readonly span: TraceContext;
+  /** Absent when the consumer does not trace (a rebuild). */
+  readonly span: TraceContext | undefined;
   state: unknown;
 }
 import type { Delivery, DeliveryResult, SubscribeOptions } from "./types.ts";
@@ -85,8 +86,14 @@ export function createConsumer(opts: {
   metrics: Pick<Metrics, "eventsConsumed" | "consumerLagSeconds">;
   /** The module's locks, shared by its subscriptions (default: this subscription's own). */
   locks?: KeyedLocks;
+  /**
+   * Whether each delivery runs in a span continuing the event's trace (default true). A rebuild
+   * turns it off: what it writes is a copy, and it publishes nothing a trace could follow.
+   */
+  traced?: boolean;
 }): SubscribeOptions {
   const { module, spec, storage, tracer, metrics, logger } = opts;
+  const traced = opts.traced ?? true;
   const consumer = `${module}.${spec.name}`;
   const handlers = new Map<string, EventHandler<DescMessage>>();
   for (const h of spec.handlers) {
@@ -101,16 +108,17 @@ export function createConsumer(opts: {
     if (!handler) throw new Error(`${consumer}: no handler for ${e.type}`);
     const message = fromBinary(handler.event, e.payload);
     const meta: EventMeta = { id: e.id, type: e.type, source: e.source, aggregateId: e.aggregateId, occurredAt: e.occurredAt, headers: e.headers };
-    return { handler, message, meta, span: childSpan(parseTraceparent(e.headers.traceparent)), state: undefined };
+    return { handler, message, meta, span: traced ? childSpan(parseTraceparent(e.headers.traceparent)) : undefined, state: undefined };
   };
   /** Runs the handler's read phase, if it has one (outside the transaction). */
   const load = async (p: Prepared): Promise<Prepared> => {
-    if (p.handler.load) p.state = await tracer.run(p.span, () => p.handler.load!(p.message, p.meta));
+    if (p.handler.load) p.state = p.span ? await tracer.run(p.span, () => p.handler.load!(p.message, p.meta)) : await p.handler.load(p.message, p.meta);
     return p;
   };
   const apply = (tx: PlatformTx, p: Prepared): "processed" | "duplicate" => {
     if (!tx.claim(consumer, p.meta.id)) return "duplicate";
-    tracer.run(p.span, () => p.handler.handle(p.message, p.meta, tx, p.state));
+    if (p.span) tracer.run(p.span, () => p.handler.handle(p.message, p.meta, tx, p.state));
+    else p.handler.handle(p.message, p.meta, tx, p.state);
     return "processed";
   };
 

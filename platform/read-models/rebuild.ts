@@ -106,7 +106,7 @@ export async function rebuildReadModel(host: ReadModelHost, deps: RebuildDeps, o
     instance = await host.manifest.start({ ...host.context, storage: target.storage, logger, metrics: scratchModuleMetrics() });
     const spec = instance.subscriptions?.find((s) => s.name === host.spec.name);
     if (!spec) throw new Error(`${consumer}: a second instance of module ${host.manifest.name} has no subscription ${host.spec.name}`);
-    const copy = createConsumer({ module: host.manifest.name, spec, storage: target.storage, tracer: deps.tracer, logger, metrics: scratchConsumerMetrics() });
+    const copy = createConsumer({ module: host.manifest.name, spec, storage: target.storage, tracer: deps.tracer, logger, metrics: scratchConsumerMetrics(), traced: false });
     const apply = async (after: BusPosition, upTo: BusPosition) => {
       progress.total += await log.count(types, after, upTo);
       await feed(log, types, after, upTo, copy, { ...deps, logger, until: opts.until, progress, signal: opts.signal });
