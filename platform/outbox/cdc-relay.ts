@@ -1,4 +1,4 @@
-import type { Bus, EventEnvelope } from "../bus/types.ts";
+import type { Bus } from "../bus/types.ts";
 import { assertLogicalWal, assertReplicationRole, ensurePublication, ensureSlotAndPublication, type TableRef } from "../cdc/admin.ts";
 import type { ChangeEvent } from "../cdc/change-event.ts";
 import { startCdc, type CdcReader, type ChangeBatch } from "../cdc/reader.ts";
@@ -7,7 +7,7 @@ import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { OutboxRow, PlatformStorage } from "../storage/module-storage.ts";
 import { OutboxTable } from "./outbox-table.ts";
-import type { Relay } from "./relay.ts";
+import { outboxEnvelope, type Relay } from "./relay.ts";
 
 /*
  * Why the relay confirms a slot position only after marking the rows: the slot is where a
@@ -264,7 +264,7 @@ export class CdcOutboxRelay implements Relay {
 
   /** Bus first, then the mark (every row up to the last one: they are all committed and ordered before it). */
   async #publish(rows: OutboxRow[]): Promise<void> {
-    await this.#o.bus.publish(rows.map((r) => envelope(this.module, r)));
+    await this.#o.bus.publish(rows.map((r) => outboxEnvelope(this.module, r)));
     const now = Date.now();
     const through = Math.max(...rows.map((r) => r.seq));
     await this.#outbox.markPublished(through, now);
@@ -307,14 +307,4 @@ function streamedRow(c: ChangeEvent): OutboxRow {
   };
 }
 
-function envelope(module: string, r: OutboxRow): EventEnvelope {
-  return {
-    id: r.event_id,
-    type: r.type,
-    source: module,
-    aggregateId: r.aggregate_id,
-    payload: r.payload,
-    headers: JSON.parse(r.headers) as Record<string, string>,
-    occurredAt: r.created_at,
-  };
-}
+

@@ -1,5 +1,5 @@
 import type { Logger } from "../observability/logger.ts";
-import type { OutboxRow, PlatformStorage } from "../storage/module-storage.ts";
+import { outboxRowOf, type OutboxRow, type PlatformStorage } from "../storage/module-storage.ts";
 
 /*
  * Why a visibility barrier: Postgres writes a transaction's commit record, flushes it — from then
@@ -35,15 +35,7 @@ export class OutboxTable {
        FROM selaras_outbox WHERE published_at IS NULL AND seq <= ? ORDER BY seq LIMIT ?`,
       [through, limit],
     );
-    return rows.map((r) => ({
-      seq: r.seq as number,
-      event_id: r.event_id as string,
-      aggregate_id: r.aggregate_id as string,
-      type: r.type as string,
-      payload: new Uint8Array(r.payload as Uint8Array),
-      headers: r.headers as string,
-      created_at: r.created_at as number,
-    }));
+    return rows.map(outboxRowOf);
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { Bus, EventEnvelope } from "../bus/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { PlatformStorage } from "../storage/module-storage.ts";
+import type { OutboxRow, PlatformStorage } from "../storage/module-storage.ts";
 
 /** What the platform drives of a module's relay, whichever way it finds committed rows (`outbox.relay`). */
 export interface Relay {
@@ -103,15 +103,7 @@ export class OutboxRelay implements Relay {
         if (!this.#woken) await this.#sleep(1000);
         continue;
       }
-      const envelopes: EventEnvelope[] = rows.map((r) => ({
-        id: r.event_id,
-        type: r.type,
-        source: module,
-        aggregateId: r.aggregate_id,
-        payload: r.payload,
-        headers: JSON.parse(r.headers) as Record<string, string>,
-        occurredAt: r.created_at,
-      }));
+      const envelopes = rows.map((r) => outboxEnvelope(module, r));
       try {
         await this.bus.publish(envelopes);
         const now = Date.now();
@@ -138,4 +130,17 @@ export class OutboxRelay implements Relay {
       this.#wakeup = done;
     });
   }
+}
+
+/** The bus envelope of an outbox row of `module` (either relay). */
+export function outboxEnvelope(module: string, r: OutboxRow): EventEnvelope {
+  return {
+    id: r.event_id,
+    type: r.type,
+    source: module,
+    aggregateId: r.aggregate_id,
+    payload: r.payload,
+    headers: JSON.parse(r.headers) as Record<string, string>,
+    occurredAt: r.created_at,
+  };
 }

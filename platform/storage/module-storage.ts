@@ -16,6 +16,19 @@ export interface OutboxRow {
   created_at: number;
 }
 
+/** An outbox row from a Postgres driver row (`seq` and `created_at` read as float8, `event_id` as text). */
+export function outboxRowOf(r: Record<string, unknown>): OutboxRow {
+  return {
+    seq: r.seq as number,
+    event_id: r.event_id as string,
+    aggregate_id: r.aggregate_id as string,
+    type: r.type as string,
+    payload: new Uint8Array(r.payload as Uint8Array),
+    headers: r.headers as string,
+    created_at: r.created_at as number,
+  };
+}
+
 interface Pending {
   body: (tx: SqliteTx) => unknown;
   /** The trace of the call that queued the body. */

@@ -1,5 +1,5 @@
 import postgres, { type Options, type Sql } from "postgres";
-import type { OutboxRow } from "../module-storage.ts";
+import { outboxRowOf, type OutboxRow } from "../module-storage.ts";
 
 /*
  * Why a leader lease and not `FOR UPDATE SKIP LOCKED` alone: with SKIP LOCKED, relay A locks
@@ -79,15 +79,7 @@ class PgRelayLease implements RelayLease {
       LEFT JOIN LATERAL (
         SELECT * FROM ${this.sql(this.schema)}.selaras_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${limit}
       ) AS o ON true`);
-    return rows.filter((r) => r.seq !== null).map((r) => ({
-      seq: r.seq as number,
-      event_id: r.event_id as string,
-      aggregate_id: r.aggregate_id as string,
-      type: r.type as string,
-      payload: new Uint8Array(r.payload as Uint8Array),
-      headers: r.headers as string,
-      created_at: r.created_at as number,
-    }));
+    return rows.filter((r) => r.seq !== null).map(outboxRowOf);
   }
 
   async markPublished(seq: number, at: number): Promise<number> {
