@@ -155,6 +155,13 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     for (const r of rows) (out[r.agg] ??= []).push(r.id);
     return out;
   };
+  /** On the bus: every one of `all` exactly once, each aggregate's in commit order; nothing left unmarked. */
+  const expectOnceInCommitOrder = async (p: Awaited<ReturnType<typeof openProbe>>, all: readonly string[], schema: string) => {
+    expect(p.ids().size).toBe(all.length);
+    expect(p.copiesPerEvent()).toEqual([1]);
+    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
+    expect(await unpublished(schema)).toBe(0);
+  };
   const unpublished = async (schema: string) => Number((await admin.unsafe(`SELECT count(*) AS n FROM "${schema}".selaras_outbox WHERE published_at IS NULL`))[0]!.n);
   /** The walsender streaming the slot. */
   const readerPid = async (slot: string) => {
@@ -186,10 +193,7 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     await t.platform.settle();
     await confirmedUpToNow(slot);
 
-    expect(p.ids().size).toBe(all.length);
-    expect(p.copiesPerEvent()).toEqual([1]);
-    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
-    expect(await unpublished(schema)).toBe(0);
+    await expectOnceInCommitOrder(p, all, schema);
     const metrics = await t.platform.metrics.text();
     expect(metrics).toContain(`selaras_events_published_total{module="writer"} ${all.length}`);
     expect(metrics).toContain(`selaras_relay_lag_seconds_count{module="writer"} ${all.length}`);
@@ -233,10 +237,7 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     expect(left).toBeGreaterThanOrEqual(idle.length);
     expect(await second.platform.metrics.text()).toContain(`selaras_events_published_total{module="writer"} ${left + later.length}`);
 
-    expect(p.ids().size).toBe(all.length);
-    expect(p.copiesPerEvent()).toEqual([1]);
-    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
-    expect(await unpublished(schema)).toBe(0);
+    await expectOnceInCommitOrder(p, all, schema);
   });
 
   it("a relay that dies after the bus took a batch but before confirming it: the next one republishes it, and the bus drops the copies", async () => {
@@ -292,10 +293,7 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     // B published the three again (its catch-up), the bus dropped them as duplicates of their ids.
     expect(await metricsB.text()).toContain('selaras_events_published_total{module="writer"} 9');
     const all = [...before, ...lost, ...after];
-    expect(p.ids().size).toBe(all.length);
-    expect(p.copiesPerEvent()).toEqual([1]);
-    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
-    expect(await unpublished(schema)).toBe(0);
+    await expectOnceInCommitOrder(p, all, schema);
   });
 
   it("survives pg_terminate_backend of its walsender: what was committed meanwhile and after arrives once, in order", async () => {
@@ -318,10 +316,7 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     await t.platform.settle();
     await confirmedUpToNow(slot);
 
-    expect(p.ids().size).toBe(all.length);
-    expect(p.copiesPerEvent()).toEqual([1]);
-    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
-    expect(await unpublished(schema)).toBe(0);
+    await expectOnceInCommitOrder(p, all, schema);
     expect(await t.platform.metrics.text()).toContain(`selaras_events_published_total{module="writer"} ${all.length}`);
     expect(logged(t, "cdc reconnected")).toBe(true);
   });
@@ -351,10 +346,7 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     await t.platform.settle(20_000);
     await waitFor(async () => (await confirmed(slot)) >= committed, { what: "the slot to confirm past the held rows" });
 
-    expect(p.ids().size).toBe(all.length);
-    expect(p.copiesPerEvent()).toEqual([1]);
-    expect(p.orderPerAggregate()).toEqual(await commitOrder(schema));
-    expect(await unpublished(schema)).toBe(0);
+    await expectOnceInCommitOrder(p, all, schema);
   });
 
   it("one instance streams; another stands by, publishes nothing, and takes over when the first stops", async () => {
