@@ -49,6 +49,36 @@ function notesModule(render: (text: string) => string = (s) => s): ModuleManifes
   });
 }
 
+const pins = sqliteTable("pins", { noteId: text("note_id").primaryKey() });
+const putPin = statementsFor({ sqlite: { pins }, postgres: { pins } }).write((db, t) => db.insert(t.pins).values({ noteId: sql.placeholder("id") }));
+
+/**
+ * Notes whose table a table outside the read model references: `pins.note_id` → `notes.id`.
+ * `render` returning undefined writes no note (a deploy that drops some).
+ */
+function pinnedNotesModule(render: (text: string) => string | undefined = (s) => s): ModuleManifest {
+  return defineModule({
+    name: "notes",
+    migrations: {
+      sqlite: [{ id: "0001_init", sql: "CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL); CREATE TABLE pins (note_id TEXT PRIMARY KEY REFERENCES notes(id));" }],
+    },
+    start: () => ({
+      subscriptions: [
+        {
+          name: "view",
+          readModel: { tables: ["notes"] },
+          handlers: [
+            on(StringValueSchema, (e, meta, tx) => {
+              const text = render(e.value);
+              if (text !== undefined) tx.write(putNote, { id: meta.aggregateId, text });
+            }),
+          ],
+        },
+      ],
+    }),
+  });
+}
+
 const note = (id: string, value: string): EventEnvelope => ({
   id: newId(),
   type: StringValueSchema.typeName,
@@ -119,6 +149,23 @@ describe("read model rebuild", () => {
     expect((err as ConnectError).rawMessage).toMatch(/log: google\.protobuf\.StringValue pruned up to seq 1/);
     expect(await t.rows()).toEqual([{ id: "a", text: "kopi" }]);
     expect(existsSync(join(t.dataDir, "notes.rebuild.db"))).toBe(false);
+  });
+
+  it("refuses a swap that would break a foreign key from a table outside the read model, changing nothing", async () => {
+    const v1 = await boot(pinnedNotesModule());
+    await v1.platform.bus.publish([note("a", "kopi"), note("b", "teh")]);
+    await waitFor(async () => (await v1.rows()).length === 2);
+    await v1.platform.storage("notes").transact((tx) => tx.write(putPin, { id: "b" }));
+    await v1.platform.stop();
+
+    // The new code no longer writes "teh": the rebuilt notes lack b, which a pin references.
+    const v2 = await boot(pinnedNotesModule((s) => (s === "teh" ? undefined : s)), v1.dataDir);
+    const err = await v2.platform.readModels.replay(CONSUMER).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/breaks 1 foreign key\(s\), e\.g\. pins -> notes/);
+    expect(await v2.rows()).toEqual([{ id: "a", text: "kopi" }, { id: "b", text: "teh" }]);
+    expect(existsSync(join(v2.dataDir, "notes.rebuild.db"))).toBe(false);
+    // Enforcement is back on: the live connection still refuses a dangling pin.
+    await expect(v2.platform.storage("notes").transact((tx) => tx.write(putPin, { id: "nope" }))).rejects.toThrow(/FOREIGN KEY/);
   });
 
   it("leaves the live read model and its consumer as they were when aborted", async () => {

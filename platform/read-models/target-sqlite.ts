@@ -67,25 +67,36 @@ function liveConnection(live: PlatformStorage): SqliteConnection {
 /**
  * One synchronous step on the live connection — nothing else of this process runs in between,
  * and the module's group commit never holds a transaction open across turns of the event loop.
- * Foreign keys between read-model tables are checked at COMMIT (deferred), so the order of the
- * tables does not matter. `exec` rather than prepared statements: none may outlive the DETACH.
+ * `exec` rather than prepared statements where possible: none may outlive the DETACH.
  */
 function swapTables(conn: SqliteConnection, file: string, tables: readonly string[], record: RebuildRecord): void {
   conn.exec(`ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${ATTACHED}`);
+  // Foreign keys off for the swap (a pragma that only takes effect outside a transaction): the
+  // copy was built with them enforced, so its rows are consistent among themselves, and nothing
+  // else runs on this connection until they are back on. Without enforcement SQLite empties a
+  // table at once and copies `SELECT *` record by record with its index entries (the transfer
+  // optimization) instead of inserting row by row.
+  const foreignKeys = conn.prepare("PRAGMA foreign_keys").get<{ foreign_keys: number }>()?.foreign_keys === 1;
+  if (foreignKeys) conn.exec("PRAGMA foreign_keys = OFF");
   try {
-    const columns = tables.map((t) => {
+    for (const t of tables) {
       const live = conn.prepare("SELECT name FROM pragma_table_info(?, 'main') ORDER BY cid").all<{ name: string }>(t).map((c) => c.name);
       const copy = conn.prepare(`SELECT name FROM pragma_table_info(?, '${ATTACHED}') ORDER BY cid`).all<{ name: string }>(t).map((c) => c.name);
       if (live.length === 0 || live.join() !== copy.join()) throw new Error(`read-model table ${t}: the live table and the rebuilt one differ (${live.join(", ") || "missing"} / ${copy.join(", ") || "missing"})`);
-      return live.map(quoteIdent).join(", ");
-    });
+    }
     conn.exec("BEGIN IMMEDIATE");
     try {
-      conn.exec("PRAGMA defer_foreign_keys = ON");
-      tables.forEach((t, i) => {
+      for (const t of tables) {
         conn.exec(`DELETE FROM main.${quoteIdent(t)}`);
-        conn.exec(`INSERT INTO main.${quoteIdent(t)} (${columns[i]}) SELECT ${columns[i]} FROM ${ATTACHED}.${quoteIdent(t)}`);
-      });
+        // Same columns in the same order (checked above).
+        conn.exec(`INSERT INTO main.${quoteIdent(t)} SELECT * FROM ${ATTACHED}.${quoteIdent(t)}`);
+      }
+      // A foreign key between a swapped table and one that is not: the copy alone cannot vouch
+      // for it, so it is checked here, as enforcement would have (violations roll the swap back).
+      if (foreignKeys && crossesSwap(conn, tables)) {
+        const violations = conn.prepare("PRAGMA main.foreign_key_check").all<{ table: string; parent: string }>();
+        if (violations.length > 0) throw new Error(`the rebuilt read model breaks ${violations.length} foreign key(s), e.g. ${violations[0]!.table} -> ${violations[0]!.parent}; the live one is unchanged`);
+      }
       conn.exec(recordTableSql("sqlite"));
       conn.prepare(RECORD_UPSERT).run(...recordValues(record));
       conn.exec("COMMIT");
@@ -94,6 +105,19 @@ function swapTables(conn: SqliteConnection, file: string, tables: readonly strin
       throw err;
     }
   } finally {
+    if (foreignKeys) conn.exec("PRAGMA foreign_keys = ON");
     conn.exec(`DETACH DATABASE ${ATTACHED}`);
   }
+}
+
+/** Whether any foreign key of the live database links a table of `tables` with one outside it. */
+function crossesSwap(conn: SqliteConnection, tables: readonly string[]): boolean {
+  const swapped = new Set(tables);
+  const all = conn.prepare("SELECT name FROM main.sqlite_master WHERE type = 'table'").all<{ name: string }>();
+  return all.some(({ name }) =>
+    conn
+      .prepare("SELECT \"table\" AS parent FROM pragma_foreign_key_list(?, 'main')")
+      .all<{ parent: string }>(name)
+      .some((fk) => swapped.has(name) !== swapped.has(fk.parent)),
+  );
 }
