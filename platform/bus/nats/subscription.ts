@@ -544,10 +544,16 @@ export class NatsSubscription {
   }
 }
 
-/** Resolves when `signal` aborts. */
+/** Resolves when `signal` aborts; one promise per signal, so waiting on it again adds no listener. */
+const abortedOf = new WeakMap<AbortSignal, Promise<void>>();
 function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    signal.addEventListener("abort", () => resolve(), { once: true });
-  });
+  let p = abortedOf.get(signal);
+  if (!p) {
+    p = new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    abortedOf.set(signal, p);
+  }
+  return p;
 }

@@ -192,9 +192,9 @@ export class PgModuleStorage implements PlatformStorage {
           for (const p of batch) p.reject(err); // no-op for those already settled
         })
         .finally(() => {
-        this.#inFlight.delete(run);
-        this.#start();
-      });
+          this.#inFlight.delete(run);
+          this.#start();
+        });
       this.#inFlight.add(run);
     }
   }
