@@ -148,12 +148,12 @@ export function createConsumer(opts: {
       let release: (() => void) | undefined;
       try {
         const decoded = batch.map(decode);
+        const keys = decoded.flatMap((p) => p.handler.serializeBy?.(p.message) ?? []);
         // Deliveries contending on one key would load the same version and conflict: one by one.
-        if (contended(decoded)) throw new WriteConflict("contended batch");
+        if (new Set(keys).size < keys.length) throw new WriteConflict("contended batch");
         // The batch's keys are taken too: a batch of another partition, or a delivery being
         // retried alone, that touches the same keys waits instead of conflicting — a conflict
         // aborts the whole group commit it shares with other bodies.
-        const keys = decoded.flatMap((p) => p.handler.serializeBy?.(p.message) ?? []);
         if (keys.length > 0) release = await locks.acquire(keys);
         const prepared = decoded.some((p) => p.handler.load) ? await Promise.all(decoded.map(load)) : decoded;
         const outcomes = await storage.transactInternal((tx) => prepared.map((p) => apply(tx, p)));
@@ -230,18 +230,6 @@ export function createConsumer(opts: {
         return fail(err);
       }
     }
-  }
-
-  /** True when two deliveries share a `serializeBy` key. */
-  function contended(decoded: readonly Prepared[]): boolean {
-    const seen = new Set<string>();
-    for (const p of decoded) {
-      for (const k of p.handler.serializeBy?.(p.message) ?? []) {
-        if (seen.has(k)) return true;
-        seen.add(k);
-      }
-    }
-    return false;
   }
 
   function fail(err: unknown): DeliveryResult {
