@@ -23,6 +23,11 @@ export interface Lease {
  */
 export class PartitionLeases {
   readonly #held = new Set<Lease>();
+  /** Groups this process is a member of, and the last listing of members and pause holders. */
+  readonly #groups = new Set<string>();
+  #view: { members: Map<string, number>; pausers: Map<string, string> } = { members: new Map(), pausers: new Map() };
+  #refreshedAt = 0;
+  #refreshing: Promise<void> | undefined;
 
   private constructor(
     private readonly kv: KV,
@@ -75,15 +80,40 @@ export class PartitionLeases {
   }
 
   /**
-   * Says this instance is a live member of `group` (renewed with every call, expiring with the
-   * bucket's TTL) and returns how many live members the group has: what a fair share of its
-   * partitions is computed from.
+   * Keeps this instance a live member of `group` and says how many live members the group has
+   * (what a fair share of its partitions is computed from) and which instance, if any, holds its
+   * pause. One refresh serves every group of the process: a put per group (renewing membership,
+   * which expires with the bucket's TTL) and one listing of members and pauses, at most every
+   * TTL/3.
    */
-  async announce(group: string): Promise<number> {
-    await this.kv.put(`${MEMBERS}.${group}.${this.#memberToken}`, "");
-    let n = 0;
-    for await (const _ of await this.kv.keys(`${MEMBERS}.${group}.*`)) n++;
-    return Math.max(n, 1);
+  async view(group: string): Promise<{ members: number; pausedBy: string | undefined }> {
+    this.#groups.add(group);
+    if (!this.#view.members.has(group) || Date.now() - this.#refreshedAt >= this.opts.ttlMs / 3) {
+      this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined));
+      await this.#refreshing;
+    }
+    return { members: Math.max(this.#view.members.get(group) ?? 0, 1), pausedBy: this.#view.pausers.get(group) };
+  }
+
+  async #refresh(): Promise<void> {
+    await Promise.all([...this.#groups].map((g) => this.kv.put(`${MEMBERS}.${g}.${this.#memberToken}`, "")));
+    const members = new Map<string, number>();
+    for await (const key of await this.kv.keys(`${MEMBERS}.>`)) {
+      const group = key.split(".")[1]!;
+      members.set(group, (members.get(group) ?? 0) + 1);
+    }
+    const pausers = new Map<string, string>();
+    for await (const key of await this.kv.keys(`${PAUSE}.>`)) {
+      const holder = await this.holder(key);
+      if (holder) pausers.set(key.slice(PAUSE.length + 1), holder);
+    }
+    this.#view = { members, pausers };
+    this.#refreshedAt = Date.now();
+  }
+
+  /** The key of `group`'s pause (see `NatsSubscription.pause`). */
+  static pauseKey(group: string): string {
+    return `${PAUSE}.${group}`;
   }
 
   /** Who holds `key` now, if anyone. */
@@ -94,6 +124,7 @@ export class PartitionLeases {
 
   /** Leaves `group` (a clean stop: the others take its share without waiting for the TTL). */
   async retire(group: string): Promise<void> {
+    this.#groups.delete(group);
     await this.kv.delete(`${MEMBERS}.${group}.${this.#memberToken}`).catch(() => {});
   }
 
@@ -148,8 +179,12 @@ export class PartitionLeases {
   }
 }
 
-/** Member keys: `members.<group>.<owner>`; lease keys never start with it (they start with a durable name, then a stream name). */
+/**
+ * Member keys `members.<group>.<owner>` and pause keys `pause.<group>`; lease keys never start
+ * with either (they are `<durable>.<stream>`, and a durable name always holds a `_`).
+ */
 const MEMBERS = "members";
+const PAUSE = "pause";
 
 /** The KV refused a create (key exists) or an update (wrong last sequence): another owner. */
 function isTaken(err: unknown): boolean {

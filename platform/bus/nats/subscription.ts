@@ -3,7 +3,7 @@ import type { BusPosition, Delivery, DeliveryResult, SubscribeOptions } from "..
 import { resetToAckFloor } from "./admin.ts";
 import type { NatsBus } from "./bus.ts";
 import { envelopeOf, H } from "./envelope.ts";
-import type { Lease } from "./leases.ts";
+import { PartitionLeases, type Lease } from "./leases.ts";
 import { consumerToken, eventStream, redriveStream, redriveSubject, splitType } from "./names.ts";
 
 /** One durable consumer a subscription reads: a partition stream of a package, or its redrive subject. */
@@ -116,7 +116,7 @@ export class NatsSubscription {
    * instance sent — acks are fire-and-forget — and resolves with them: the checkpoint.
    *
    * Every instance of the subscription stops, not only this one: this instance first takes the
-   * pause lease (`pause.<durable>` in the lease bucket); the others see it within a third of
+   * pause lease (`pause.<durable>` in the lease bucket); the others see it within two thirds of
    * `leaseSeconds`, hand their partitions over and take none, so this instance reads — and holds
    * still — every partition. Fails if another instance holds the pause, or the partitions do not
    * all come over in time (3 × `leaseSeconds`).
@@ -125,7 +125,7 @@ export class NatsSubscription {
     if (!this.#pauseLease) {
       const leases = await this.bus.leases();
       const gatherMs = 3 * this.bus.opts.leaseSeconds * 1000 + this.bus.opts.requestTimeoutMs;
-      const lease = await leases.acquire(`pause.${consumerToken(this.consumer)}`, AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(gatherMs)]));
+      const lease = await leases.acquire(PartitionLeases.pauseKey(consumerToken(this.consumer)), AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(gatherMs)]));
       if (!lease) throw new Error(`consumer ${this.consumer}: another instance holds its pause (a replay running elsewhere?)`);
       this.#pauseLease = lease;
       const partitions = this.#sources.filter((s) => !s.redrive).length;
@@ -278,10 +278,9 @@ export class NatsSubscription {
     try {
       while (this.#running) {
         try {
-          const leases = await this.bus.leases();
-          this.#members = await leases.announce(group);
-          const pauser = await leases.holder(`pause.${group}`);
-          this.#pausedElsewhere = pauser !== undefined && pauser !== this.bus.owner;
+          const { members, pausedBy } = await (await this.bus.leases()).view(group);
+          this.#members = members;
+          this.#pausedElsewhere = pausedBy !== undefined && pausedBy !== this.bus.owner;
           let excess = this.#held.size - this.#yielding.size - this.#fairShare;
           for (const source of this.#held) {
             if (excess <= 0) break;
