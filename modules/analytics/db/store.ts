@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gte, lte, sql } from "drizzle-orm";
-import type { ModuleStorage, Tx } from "../../../platform/module.ts";
+import type { ModuleStorage, SqliteDb, Tx } from "../../../platform/module.ts";
 import { statementsFor, WriteConflict } from "../../../platform/storage/statements.ts";
 import type { CapturedProduct, DailySales, OrderFacts, ProductSale, SaleLine } from "../domain/sales.ts";
 import * as postgres from "./schema.pg.ts";
@@ -58,7 +58,8 @@ const linesOf = q.read<SaleLine>((db, t) =>
     .orderBy(asc(t.orderLines.lineNo)),
 );
 const productById = q.read<CapturedProduct>((db, t) => db.select().from(t.products).where(eq(t.products.id, p("id"))));
-const salesOfProduct = q.read<DailySales>((db, t) =>
+/** Daily sales rows with the captured product's name (empty until its capture arrives). */
+const dailySales = (db: SqliteDb, t: typeof sqlite) =>
   db
     .select({
       day: t.dailyProductSales.day,
@@ -69,22 +70,14 @@ const salesOfProduct = q.read<DailySales>((db, t) =>
       orders: t.dailyProductSales.orders,
     })
     .from(t.dailyProductSales)
-    .leftJoin(t.products, eq(t.products.id, t.dailyProductSales.productId))
+    .leftJoin(t.products, eq(t.products.id, t.dailyProductSales.productId));
+const salesOfProduct = q.read<DailySales>((db, t) =>
+  dailySales(db, t)
     .where(and(eq(t.dailyProductSales.productId, p("productId")), gte(t.dailyProductSales.day, p("from")), lte(t.dailyProductSales.day, p("to"))))
     .orderBy(asc(t.dailyProductSales.day)),
 );
 const salesOfDay = q.read<DailySales>((db, t) =>
-  db
-    .select({
-      day: t.dailyProductSales.day,
-      productId: t.dailyProductSales.productId,
-      productName: sql<string>`coalesce(${t.products.name}, '')`,
-      unitsSold: t.dailyProductSales.unitsSold,
-      revenueCents: t.dailyProductSales.revenueCents,
-      orders: t.dailyProductSales.orders,
-    })
-    .from(t.dailyProductSales)
-    .leftJoin(t.products, eq(t.products.id, t.dailyProductSales.productId))
+  dailySales(db, t)
     .where(eq(t.dailyProductSales.day, p("day")))
     .orderBy(desc(t.dailyProductSales.revenueCents), asc(t.dailyProductSales.productId)),
 );
