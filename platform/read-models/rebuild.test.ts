@@ -27,11 +27,19 @@ const putNote = statementsFor({ sqlite: { notes }, postgres: { notes } }).write(
 );
 const CONSUMER = "notes.view";
 
-/** The notes module; `render` is its handler's logic (a deploy may change it), "poison" always fails. */
-function notesModule(render: (text: string) => string = (s) => s): ModuleManifest {
+const pins = sqliteTable("pins", { noteId: text("note_id").primaryKey() });
+const putPin = statementsFor({ sqlite: { pins }, postgres: { pins } }).write((db, t) => db.insert(t.pins).values({ noteId: sql.placeholder("id") }));
+
+/**
+ * The notes module; `render` is its handler's logic (a deploy may change it; undefined writes no
+ * note), "poison" always fails. With `pinned`, a table outside the read model references notes:
+ * `pins.note_id` → `notes.id`.
+ */
+function notesModule(render: (text: string) => string | undefined = (s) => s, opts: { pinned?: boolean } = {}): ModuleManifest {
+  const pinsSql = opts.pinned ? " CREATE TABLE pins (note_id TEXT PRIMARY KEY REFERENCES notes(id));" : "";
   return defineModule({
     name: "notes",
-    migrations: { sqlite: [{ id: "0001_init", sql: "CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL);" }] },
+    migrations: { sqlite: [{ id: "0001_init", sql: `CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL);${pinsSql}` }] },
     start: () => ({
       subscriptions: [
         {
@@ -40,35 +48,6 @@ function notesModule(render: (text: string) => string = (s) => s): ModuleManifes
           handlers: [
             on(StringValueSchema, (e, meta, tx) => {
               if (e.value === "poison") throw new Error("cannot render poison");
-              tx.write(putNote, { id: meta.aggregateId, text: render(e.value) });
-            }),
-          ],
-        },
-      ],
-    }),
-  });
-}
-
-const pins = sqliteTable("pins", { noteId: text("note_id").primaryKey() });
-const putPin = statementsFor({ sqlite: { pins }, postgres: { pins } }).write((db, t) => db.insert(t.pins).values({ noteId: sql.placeholder("id") }));
-
-/**
- * Notes whose table a table outside the read model references: `pins.note_id` → `notes.id`.
- * `render` returning undefined writes no note (a deploy that drops some).
- */
-function pinnedNotesModule(render: (text: string) => string | undefined = (s) => s): ModuleManifest {
-  return defineModule({
-    name: "notes",
-    migrations: {
-      sqlite: [{ id: "0001_init", sql: "CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL); CREATE TABLE pins (note_id TEXT PRIMARY KEY REFERENCES notes(id));" }],
-    },
-    start: () => ({
-      subscriptions: [
-        {
-          name: "view",
-          readModel: { tables: ["notes"] },
-          handlers: [
-            on(StringValueSchema, (e, meta, tx) => {
               const text = render(e.value);
               if (text !== undefined) tx.write(putNote, { id: meta.aggregateId, text });
             }),
@@ -152,14 +131,14 @@ describe("read model rebuild", () => {
   });
 
   it("refuses a swap that would break a foreign key from a table outside the read model, changing nothing", async () => {
-    const v1 = await boot(pinnedNotesModule());
+    const v1 = await boot(notesModule(undefined, { pinned: true }));
     await v1.platform.bus.publish([note("a", "kopi"), note("b", "teh")]);
     await waitFor(async () => (await v1.rows()).length === 2);
     await v1.platform.storage("notes").transact((tx) => tx.write(putPin, { id: "b" }));
     await v1.platform.stop();
 
     // The new code no longer writes "teh": the rebuilt notes lack b, which a pin references.
-    const v2 = await boot(pinnedNotesModule((s) => (s === "teh" ? undefined : s)), v1.dataDir);
+    const v2 = await boot(notesModule((s) => (s === "teh" ? undefined : s), { pinned: true }), v1.dataDir);
     const err = await v2.platform.readModels.replay(CONSUMER).catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/breaks 1 foreign key\(s\), e\.g\. pins -> notes/);
     expect(await v2.rows()).toEqual([{ id: "a", text: "kopi" }, { id: "b", text: "teh" }]);
