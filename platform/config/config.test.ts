@@ -62,7 +62,7 @@ describe("defaults", () => {
         },
         storage: {
           kind: "sqlite",
-          postgres: { url: "postgres://postgres@127.0.0.1:5432/postgres", schemaPrefix: "selaras", provision: true, moduleUrls: {}, poolSize: 2, maxInFlight: 1, maxBatch: 256 },
+          postgres: { url: "postgres://postgres@127.0.0.1:5432/postgres", schemaPrefix: "selaras", provision: true, moduleUrls: {}, poolSize: 2, maxInFlight: 1, maxBatch: 256, client: "auto" },
         },
         sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000 },
         shutdown: { drainMs: 0, timeoutMs: 30_000 },

@@ -242,6 +242,10 @@ const postgresStorage = z
       .default({})
       .describe('A module\'s own connection URL, by module name — its own role (and password), and its own database or server if you like (database per service): {"orders": "postgres://selaras_orders:secret@db-orders:5432/orders"}. Provisioning then runs on that database with the administrator of storage.postgres.url\'s credentials.'),
     poolSize: z.int().min(1).max(100).default(2).describe("Connections of each module's pool: up to maxInFlight carry group-committed transactions, the others serve reads. Each module also holds one connection for LISTEN, and one for the relay lease once it has events to publish. Mind max_connections: a process of 8 modules holds about 8 × (poolSize + 2)."),
+    client: z
+      .enum(["auto", "bun", "postgres.js"])
+      .default("auto")
+      .describe('The client of each module\'s pool (reads and group commits): "bun" is Bun\'s native Bun.sql, "postgres.js" the postgres package; "auto" is "bun" under Bun and "postgres.js" on Node. LISTEN, the relay lease, migrations and change capture use postgres.js either way (see docs/adr/0014-bun-sql-for-module-pools.md).'),
     maxInFlight: z.int().min(1).max(100).default(1).describe("Group-committed transactions of one module in flight at once (each on its own pool connection; capped at poolSize - 1 so reads always get one). While one commits, the next gathers the bodies that arrive. Worth raising (with poolSize) when the database is far away and round trips, not CPU, bound a module's commits; measured here with Postgres on the same 2 cores, 2 gained nothing."),
     maxBatch: z.int().min(1).max(10_000).default(256).describe("Most transaction bodies of one module group-committed in one Postgres transaction."),
   })

@@ -8,6 +8,7 @@ import { migrateSqlite, MigrationError } from "./migrate.ts";
 import { SqliteModuleStorage, type PlatformStorage } from "./module-storage.ts";
 import { migratePostgres } from "./postgres/migrate.ts";
 import { moduleSchemaName, provisionModules, type ModuleGrant } from "./postgres/provision.ts";
+import { bunSqlClient, int8AsNumber, resolvePgClient, type PgClient } from "./postgres/client.ts";
 import { PgModuleStorage } from "./postgres/storage.ts";
 import { openSqlite } from "./sqlite.ts";
 
@@ -95,7 +96,7 @@ function pgOptions(url: URL, schema?: string): Options<{}> {
     // No array-type lookup on connect: nothing here binds arrays, and that lookup's rejection on a
     // refused connection escapes postgres.js unhandled.
     fetch_types: false,
-    types: { int8: { to: 20, from: [20], serialize: (x: unknown) => String(x), parse: (x: string) => Number(x) } } as never,
+    types: int8AsNumber,
     ...(schema && { connection: { search_path: schema, application_name: `selaras:${schema}` } }),
   };
 }
@@ -127,7 +128,10 @@ async function openPostgres(config: PlatformConfig, manifests: readonly ModuleMa
   }
   for (const t of targets) {
     const manifest = manifests.find((m) => m.name === t.module)!;
-    const sql: Sql = postgres({ ...t.options, max: pg.poolSize });
+    const client = resolvePgClient(pg.client);
+    // With Bun.sql for reads and writes, postgres.js keeps a connection for LISTEN (its own) and
+    // one for the migrations that is closed when idle.
+    const sql: Sql = postgres(client === "bun" ? { ...t.options, max: 1, idle_timeout: 10 } : { ...t.options, max: pg.poolSize });
     try {
       const applied = await migratePostgres(sql, { module: t.module, schema: t.schema, migrations: manifest.migrations.postgres! });
       if (applied.length > 0) deps.logger.info("migrations applied", { module: t.module, schema: t.schema, applied });
@@ -138,7 +142,18 @@ async function openPostgres(config: PlatformConfig, manifests: readonly ModuleMa
       const hint = pg.provision ? "" : " (storage.postgres.provision is false: has an operator run the SQL of `bun run main.ts provision-sql`?)";
       throw new Error(`module ${t.module}: cannot use its Postgres schema ${t.schema} as role ${t.role} at ${where}: ${(err as Error).message}${hint}`, { cause: err });
     }
-    const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, maxInFlight: Math.min(pg.maxInFlight, Math.max(1, pg.poolSize - 1)), onCommit: deps.onCommit(t.module) });
+    let fast: PgClient | undefined;
+    if (client === "bun") {
+      try {
+        fast = await bunSqlClient(t.options, pg.poolSize);
+        await fast.query("SELECT 1");
+      } catch (err) {
+        await fast?.end().catch(() => {});
+        await sql.end({ timeout: 1 });
+        throw new Error(`module ${t.module}: cannot connect with Bun.sql as role ${t.role} (storage.postgres.client = ${pg.client}): ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const storage = new PgModuleStorage({ module: t.module, schema: t.schema, sql, client: fast, leaseOptions: t.options, tracer: deps.tracer, maxBatch: pg.maxBatch, maxInFlight: Math.min(pg.maxInFlight, Math.max(1, pg.poolSize - 1)), onCommit: deps.onCommit(t.module) });
     opened.set(t.module, storage);
     if (!deps.walRelayed?.has(t.module)) await storage.listen();
   }

@@ -8,12 +8,13 @@ import * as sqlite from "./schema.ts";
 const p = sql.placeholder;
 const q = statementsFor({ sqlite, postgres });
 const byId = q.read<Product>((db, t) => db.select().from(t.products).where(eq(t.products.id, p("id"))));
-// One statement for any number of ids: the ids travel as one JSON array parameter.
+// One statement for any number of ids: the ids travel as one JSON array parameter — a text one on
+// Postgres, as Bun.sql would encode a string bound to a jsonb parameter as a JSON string.
 const byIds = q.read<Product>((db, t, dialect) =>
   db
     .select()
     .from(t.products)
-    .where(dialect === "sqlite" ? sql`${t.products.id} IN (SELECT value FROM json_each(${p("ids")}))` : sql`${t.products.id} IN (SELECT jsonb_array_elements_text(${p("ids")}::jsonb))`),
+    .where(dialect === "sqlite" ? sql`${t.products.id} IN (SELECT value FROM json_each(${p("ids")}))` : sql`${t.products.id} IN (SELECT jsonb_array_elements_text(${p("ids")}::text::jsonb))`),
 );
 const insert = q.write((db, t) =>
   db.insert(t.products).values({ id: p("id"), sku: p("sku"), name: p("name"), priceCents: p("priceCents"), version: p("version"), createdAt: p("createdAt"), updatedAt: p("updatedAt") }),

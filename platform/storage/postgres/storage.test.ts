@@ -17,7 +17,7 @@ import { items, storageConformance, storageTestModule, testStorageDeps } from ".
 // through `openModuleStorage`, as the platform does, and drops exactly those.
 
 /** Test modules on the shared Postgres under a fresh prefix; each `openAll` is one more "process". */
-function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()], pool: { poolSize?: number; maxInFlight?: number } = {}) {
+function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()], pool: { poolSize?: number; maxInFlight?: number; client?: "postgres.js" } = {}) {
   const prefix = randomPgPrefix();
   const opened: PlatformStorage[] = [];
   const openAll = async (deps: OpenStorageDeps) => {
@@ -40,6 +40,8 @@ function pgHome(modules: readonly ModuleManifest[] = [storageTestModule()], pool
 storageConformance("Postgres", async () => pgHome());
 // Two group commits of a module in flight at once: the same guarantees.
 storageConformance("Postgres, 2 commits in flight", async () => pgHome(undefined, { poolSize: 3, maxInFlight: 2 }));
+// The pool's client is Bun.sql under Bun ("auto"), postgres.js on Node: under Bun, postgres.js too.
+if (typeof Bun !== "undefined") storageConformance("Postgres, postgres.js under Bun", async () => pgHome(undefined, { client: "postgres.js" }));
 
 describe("Postgres storage", () => {
   let admin: Sql;

@@ -1,12 +1,13 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { fillPlaceholders } from "drizzle-orm";
-import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { Sql } from "postgres";
 import { newId, uuidv7Floor } from "../../ids.ts";
 import type { SqliteDb, Tx } from "../../module.ts";
 import { formatTraceparent, type TraceContext, type Tracer } from "../../observability/trace.ts";
 import { DuplicateDelivery, inCallerTrace, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
 import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "../statements.ts";
+import { postgresJsClient, type PgClient } from "./client.ts";
 import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
 import type { Options } from "postgres";
 
@@ -84,8 +85,10 @@ export interface PgStorageOptions {
   readonly module: string;
   /** The module's schema (`search_path` of every connection). */
   readonly schema: string;
-  /** The module role's pool (`search_path` set to `schema`). */
+  /** The module role's postgres.js pool (`search_path` set to `schema`): LISTEN, and reads and writes unless `client` is given. */
   readonly sql: Sql;
+  /** The pool for reads and writes when it is not `sql` (Bun.sql under Bun); closed with the storage. */
+  readonly client?: PgClient;
   /** Connection options of the module role, for the relay's leader lease (its own connection). */
   readonly leaseOptions: Options<{}>;
   readonly tracer: Tracer;
@@ -113,8 +116,11 @@ export class PgModuleStorage implements PlatformStorage {
   readonly schema: string;
   readonly tracer: Tracer;
   /** drizzle over the module's pool, for reads. */
-  readonly db: PostgresJsDatabase;
+  readonly db: PgDatabase<never>;
+  /** postgres.js: LISTEN, and closed with the storage. */
   readonly #sql: Sql;
+  /** Reads and group commits. */
+  readonly #client: PgClient;
   readonly #opts: PgStorageOptions;
   readonly #reads: StatementCache<{ execute(v: StatementValues): Promise<unknown[]> }>;
   readonly #writes: StatementCache<{ sql: string; params: unknown[] }>;
@@ -135,7 +141,8 @@ export class PgModuleStorage implements PlatformStorage {
     this.schema = opts.schema;
     this.tracer = opts.tracer;
     this.#sql = opts.sql;
-    this.db = drizzle({ client: opts.sql });
+    this.#client = opts.client ?? postgresJsClient(opts.sql);
+    this.db = this.#client.db;
     const asBuilder = this.db as unknown as SqliteDb;
     this.#reads = new StatementCache((s) => (s.build(asBuilder, s.tables.postgres, "postgres") as { prepare(name: string): never }).prepare(`${this.module}_read`));
     this.#writes = new StatementCache((s) => (s.build(asBuilder, s.tables.postgres, "postgres") as { toSQL(): { sql: string; params: unknown[] } }).toSQL());
@@ -152,7 +159,7 @@ export class PgModuleStorage implements PlatformStorage {
   async queryRaw<Row = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
     let n = 0;
     const numbered = text.replace(/\?/g, () => `$${++n}`);
-    return [...(await this.#sql.unsafe(numbered, params as never[]))] as Row[];
+    return this.#client.query<Row>(numbered, params);
   }
 
   transact<T>(body: (tx: Tx) => T): Promise<T> {
@@ -246,16 +253,15 @@ export class PgModuleStorage implements PlatformStorage {
    * all of them), then COMMIT once every answer was checked — two round trips per batch.
    */
   async #execute(plans: readonly Plan[]): Promise<void> {
-    const t = await this.#sql.reserve();
+    const t = await this.#client.reserve();
     try {
-      // postgres.js sends a query once something subscribes to it: `.then` now, in this order.
-      const pending: Promise<unknown>[] = [t.unsafe("BEGIN").then(() => {})];
+      const pending: Promise<unknown>[] = [t.send("BEGIN")];
       plans.forEach((plan, index) => {
         for (const w of plan.writes) {
           pending.push(
-            t.unsafe(w.text, w.params as never[], { prepare: true }).then(
-              (result) => {
-                if (result.count === 0 && w.checks?.ifUnchanged) throw new PlanFailed(index, w.checks.ifUnchanged());
+            t.send(w.text, w.params).then(
+              (count) => {
+                if (count === 0 && w.checks?.ifUnchanged) throw new PlanFailed(index, w.checks.ifUnchanged());
               },
               (err: Error) => {
                 throw new PlanFailed(index, w.checks?.ifDuplicate && isUniqueViolation(err) ? w.checks.ifDuplicate() : err);
@@ -266,18 +272,19 @@ export class PgModuleStorage implements PlatformStorage {
       });
       // The outbox last: its insert takes the module's outbox lock (commit order = seq order).
       const events = plans.flatMap((p) => p.events);
-      if (events.length > 0) {
-        const rows = events.map(([event_id, aggregate_id, type, payload, headers, created_at]) => ({ event_id, aggregate_id, type, payload, headers, created_at }));
-        pending.push(t`INSERT INTO selaras_outbox ${t(rows as never, "event_id", "aggregate_id", "type", "payload", "headers", "created_at")}`.then(() => {}));
+      for (let i = 0; i < events.length; i += OUTBOX_ROWS_PER_INSERT) {
+        const rows = events.slice(i, i + OUTBOX_ROWS_PER_INSERT);
+        pending.push(t.send(outboxInsert(rows.length), rows.flat()));
       }
-      try {
-        // The first failure rejects here (the queries after it fail as well: the transaction is aborted).
-        await Promise.all(pending);
-      } catch (err) {
-        await t.unsafe("ROLLBACK").catch(() => {});
-        throw err;
+      // Every statement answers before COMMIT anyway. The first failure in send order is the
+      // cause: the statements after a failed one fail as well (the transaction is aborted), and
+      // their rejections can settle first (Bun.sql settles a whole read of answers at once).
+      const failed = (await Promise.allSettled(pending)).find((r) => r.status === "rejected");
+      if (failed) {
+        await t.send("ROLLBACK").catch(() => {});
+        throw failed.reason;
       }
-      await t.unsafe("COMMIT");
+      await t.send("COMMIT");
     } finally {
       t.release();
     }
@@ -287,7 +294,7 @@ export class PgModuleStorage implements PlatformStorage {
     // The lease holds a connection of its own: claim it only once there is something to publish
     // (a module that only consumes never does), and keep it from then on.
     if (!this.#lease) {
-      const [pending] = await this.#sql`SELECT 1 AS one FROM selaras_outbox WHERE published_at IS NULL LIMIT 1`;
+      const [pending] = await this.#client.query("SELECT 1 AS one FROM selaras_outbox WHERE published_at IS NULL LIMIT 1");
       if (!pending) return [];
     }
     const lease = await this.#leader();
@@ -345,19 +352,25 @@ export class PgModuleStorage implements PlatformStorage {
   }
 
   async outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }> {
-    const [row] = await this.#sql<Array<{ n: number; oldest: number | null }>>`
-      SELECT count(*)::int AS n, min(created_at)::float8 AS oldest FROM selaras_outbox WHERE published_at IS NULL`;
+    const [row] = await this.#client.query<{ n: number; oldest: number | null }>(
+      "SELECT count(*)::int AS n, min(created_at)::float8 AS oldest FROM selaras_outbox WHERE published_at IS NULL",
+    );
     return { backlog: row?.n ?? 0, oldestCreatedAt: row?.oldest ?? undefined };
   }
 
   async prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }> {
-    const outbox = await this.#sql`DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < ${outboxBefore}`;
-    const inbox = await this.#sql`DELETE FROM selaras_inbox WHERE event_id < ${uuidv7Floor(inboxBefore)}::uuid`;
-    return { outbox: outbox.count, inbox: inbox.count };
+    const t = await this.#client.reserve();
+    try {
+      const outbox = await t.send("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < $1", [outboxBefore]);
+      const inbox = await t.send("DELETE FROM selaras_inbox WHERE event_id < $1::uuid", [uuidv7Floor(inboxBefore)]);
+      return { outbox, inbox };
+    } finally {
+      t.release();
+    }
   }
 
   async ping(): Promise<void> {
-    await this.#sql`SELECT 1`;
+    await this.#client.query("SELECT 1");
   }
 
   /** Waits for queued bodies to commit, gives up the relay lease, closes the pool. */
@@ -370,6 +383,22 @@ export class PgModuleStorage implements PlatformStorage {
     await this.#unlisten?.().catch(() => {});
     await this.#lease?.release().catch(() => {});
     this.#lease = undefined;
+    await this.#opts.client?.end();
     await this.#sql.end({ timeout: 5 });
   }
+}
+
+/** Outbox rows per multi-row insert: 6 parameters each, well under Postgres's 65,535. */
+const OUTBOX_ROWS_PER_INSERT = 1000;
+
+const outboxInserts = new Map<number, string>();
+/** `INSERT INTO selaras_outbox … VALUES ($1, …, $6), …` for `rows` rows (the text cached per count). */
+function outboxInsert(rows: number): string {
+  let text = outboxInserts.get(rows);
+  if (!text) {
+    const values = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => `$${r * 6 + c + 1}`).join(", ")})`);
+    text = `INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at) VALUES ${values.join(", ")}`;
+    if (outboxInserts.size < OUTBOX_ROWS_PER_INSERT) outboxInserts.set(rows, text);
+  }
+  return text;
 }
