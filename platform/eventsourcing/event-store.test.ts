@@ -230,6 +230,40 @@ for (const [dialect, makeHome] of [
       expect(more.version).toBe(251);
     });
 
+    it("keeps loaded streams: a load reads only the events after the kept version, including another process's appends", async () => {
+      const other = await home.open();
+      const writer = eventStore(other, options(100));
+      await appendAll(writer, "kept", [Array.from({ length: 30 }, (_, i) => add(i))]);
+
+      const counted = counting(storage);
+      const store = eventStore(counted.storage, options(100));
+      const first = await store.load("kept");
+      expect(first.version).toBe(30);
+      expect(counted.rows.total).toBe(30); // no snapshot yet: every event
+
+      counted.rows.total = 0;
+      expect(await store.load("kept")).toEqual(first);
+      expect(counted.rows.total).toBe(0); // nothing after version 30
+
+      // Another process appends; this store reads just those, and agrees with a full fold.
+      await appendAll(writer, "kept", [[add(100), rename("dua")]]);
+      counted.rows.total = 0;
+      const after = await store.load("kept");
+      expect(counted.rows.total).toBe(2);
+      expect(after).toEqual({ streamId: "kept", ...(await fullFold(writer, "kept")) });
+
+      // A caller changing the state it was handed does not change the next load.
+      (after.state.trail as number[]).push(999);
+      expect((await store.load("kept")).state.trail).not.toContain(999);
+
+      // cachedStreams: 0 reads the snapshot row and the events after it every time.
+      const uncached = counting(storage);
+      const plain = eventStore(uncached.storage, { ...options(100), cachedStreams: 0 });
+      await plain.load("kept");
+      await plain.load("kept");
+      expect(uncached.rows.total).toBe(2 * 32);
+    });
+
     for (const together of [false, true]) {
       it(`fails the second of two appends from the same version with WriteConflict and writes nothing of its body (${together ? "one group commit" : "one after the other"})`, async () => {
         const store = eventStore(storage, options(2));

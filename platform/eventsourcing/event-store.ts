@@ -126,6 +126,14 @@ export interface EventStoreOptions<S> {
   readonly toSnapshot?: (state: S) => string;
   /** Reads a snapshot back (default JSON). */
   readonly fromSnapshot?: (text: string) => S;
+  /**
+   * Streams whose last loaded state this store keeps in memory (least recently loaded dropped
+   * first; 0: none). Committed events never change, so a load then reads only the events after
+   * the kept version — usually none or the few this process appended — instead of the snapshot
+   * and up to `snapshotEvery` events. States are kept as snapshot text, so the default is 10,000
+   * when the store snapshots and 0 when `snapshotEvery` is 0 (the state may not snapshot).
+   */
+  readonly cachedStreams?: number;
 }
 
 /**
@@ -140,15 +148,16 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
   const every = opts.snapshotEvery ?? 100;
   const toSnapshot = opts.toSnapshot ?? ((s: S) => JSON.stringify(s));
   const fromSnapshot = opts.fromSnapshot ?? ((t: string) => JSON.parse(t) as S);
+  const capacity = opts.cachedStreams ?? (every > 0 ? 10_000 : 0);
   // A state that does not survive the snapshot round trip (a bigint, a Map, a class) would fail,
   // or silently change, the append that is due for a snapshot — the Nth event of every stream,
   // long after deploy. Say so at start instead, on the initial state.
-  if (every > 0) {
+  if (every > 0 || capacity > 0) {
     let back: unknown;
     try {
       back = fromSnapshot(toSnapshot(opts.initial));
     } catch (err) {
-      throw new Error(`event store: the initial state cannot be snapshotted (${(err as Error).message}); give toSnapshot and fromSnapshot, or snapshotEvery: 0`, { cause: err });
+      throw new Error(`event store: the initial state cannot be snapshotted (${(err as Error).message}); give toSnapshot and fromSnapshot, or snapshotEvery: 0 and cachedStreams: 0`, { cause: err });
     }
     if (!isDeepStrictEqual(back, opts.initial)) throw new Error("event store: the initial state does not survive toSnapshot/fromSnapshot unchanged; give toSnapshot and fromSnapshot that round-trip it");
   }
@@ -158,16 +167,28 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
     return fromJsonString(schema, payload, { registry });
   };
 
+  // Kept as snapshot text: a state handed out can be changed by its caller, the text cannot.
+  const cache = new Map<string, { version: number; state: string }>();
+  const remember = (streamId: string, version: number, state: S) => {
+    cache.delete(streamId);
+    if (capacity <= 0) return;
+    if (cache.size >= capacity) cache.delete(cache.keys().next().value!);
+    cache.set(streamId, { version, state: toSnapshot(state) });
+  };
+
   return {
-    /** The stream's state: its latest snapshot, with the events after it folded in. */
+    /** The stream's state: the kept or latest snapshot, with the events after it folded in. */
     async load(streamId: string): Promise<Loaded<S>> {
-      const [snap] = await storage.read(snapshotOf, { streamId });
+      const kept = cache.get(streamId);
+      const snap = kept ?? (await storage.read(snapshotOf, { streamId }))[0];
       let state = snap ? fromSnapshot(snap.state) : opts.initial;
       let version = snap?.version ?? 0;
       for (const e of await storage.read(eventsAfter, { streamId, after: version })) {
         state = opts.apply(state, decode(e.type, e.payload));
         version = e.version;
       }
+      if (!kept || version !== kept.version) remember(streamId, version, state);
+      else if (cache.size > 1) (cache.delete(streamId), cache.set(streamId, kept));
       return { streamId, state, version };
     },
 
