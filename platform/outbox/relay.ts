@@ -83,19 +83,27 @@ export class OutboxRelay implements Relay {
     const lag = metrics.relayLag.labels({ module });
     const published = metrics.eventsPublished.labels({ module });
     let failures = 0;
+    type Rows = Awaited<ReturnType<PlatformStorage["readUnpublished"]>>;
+    /** What the last mark read after the rows it marked; undefined: read first. */
+    let next: Rows | undefined;
     while (this.#running) {
-      this.#woken = false;
-      let rows: Awaited<ReturnType<PlatformStorage["readUnpublished"]>>;
-      try {
-        rows = await this.storage.readUnpublished(batchSize);
-      } catch (err) {
-        if (!this.#running) break;
-        failures++;
-        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
-        logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
-        await this.#sleep(delay);
-        continue;
+      let rows: Rows;
+      // The mark's read is current unless a commit with events woke the relay since it was sent.
+      if (next && (next.length > 0 || !this.#woken)) rows = next;
+      else {
+        this.#woken = false;
+        try {
+          rows = await this.storage.readUnpublished(batchSize);
+        } catch (err) {
+          if (!this.#running) break;
+          failures++;
+          const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+          logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
+          await this.#sleep(delay);
+          continue;
+        }
       }
+      next = undefined;
       if (rows.length === 0) {
         for (const r of this.#idle.splice(0)) r();
         // A slow safety tick covers a wake-up that could never come (e.g. rows written by a
@@ -107,9 +115,13 @@ export class OutboxRelay implements Relay {
       try {
         await this.bus.publish(envelopes);
         const now = Date.now();
-        await this.storage.markPublished(rows[rows.length - 1]!.seq, now);
         for (const r of rows) lag.observe((now - r.created_at) / 1000);
         published.inc(rows.length);
+        // Marks what was published and reads what came meanwhile, in one round trip. The bus
+        // has them: if the mark fails, the next pass reads and publishes them again, and their
+        // event ids make that a duplicate the bus and the inboxes drop.
+        this.#woken = false;
+        next = await this.storage.markPublished(rows[rows.length - 1]!.seq, now, batchSize);
         failures = 0;
       } catch (err) {
         failures++;

@@ -68,8 +68,11 @@ export interface PlatformStorage extends ModuleStorage {
   transactInternal<T>(body: (tx: PlatformTx) => T): Promise<T>;
   /** Unpublished outbox rows in commit order. */
   readUnpublished(limit: number): Promise<OutboxRow[]>;
-  /** Marks every unpublished row up to `maxSeq` as published (published rows are a prefix of seq). */
-  markPublished(maxSeq: number, at: number): Promise<void>;
+  /**
+   * Marks every unpublished row up to `maxSeq` as published (published rows are a prefix of seq),
+   * and returns up to `next` unpublished rows after it, read in the same round trip.
+   */
+  markPublished(maxSeq: number, at: number, next?: number): Promise<OutboxRow[]>;
   /** Calls `listener` after commits that wrote events (SQLite: this process's; Postgres: any process's, via NOTIFY). */
   onOutboxCommit(listener: () => void): () => void;
   outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }>;
@@ -295,11 +298,12 @@ export class SqliteModuleStorage implements PlatformStorage {
     ).all<OutboxRow>(limit);
   }
 
-  /** Marks every row up to `maxSeq` as published (the relay publishes strictly in order). */
-  markPublished(maxSeq: number, at: number): Promise<void> {
-    return this.transactInternal(() => {
+  /** Marks every row up to `maxSeq` as published (the relay publishes strictly in order), then reads up to `next` more. */
+  async markPublished(maxSeq: number, at: number, next = 0): Promise<OutboxRow[]> {
+    await this.transactInternal(() => {
       this.conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE published_at IS NULL AND seq <= ?").run(at, maxSeq);
     });
+    return next > 0 ? this.readUnpublished(next) : [];
   }
 
   /**

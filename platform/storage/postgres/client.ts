@@ -61,11 +61,10 @@ export function postgresJsClient(sql: Sql): PgClient {
  * postgres.js is configured to do (ids, cents and milliseconds all fit 2^53).
  */
 export async function bunSqlClient(options: Options<{}>, max: number): Promise<PgClient> {
-  // Specifiers in variables keep bundlers and Node from resolving Bun-only modules.
-  const bunModule = "bun";
-  const { SQL } = (await import(bunModule)) as { SQL: new (o: Record<string, unknown>) => BunSql };
-  const drizzleModule = "drizzle-orm/bun-sql";
-  const { drizzle } = (await import(drizzleModule)) as typeof import("drizzle-orm/bun-sql");
+  // Imported when first used, so Node never loads them; literal specifiers, so `bun build
+  // --compile` bundles drizzle's driver into the binary.
+  const { SQL } = (await import("bun")) as unknown as { SQL: new (o: Record<string, unknown>) => BunSql };
+  const { drizzle } = await import("drizzle-orm/bun-sql");
   const sql = new SQL({
     hostname: options.host,
     port: options.port,

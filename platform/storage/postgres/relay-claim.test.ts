@@ -8,7 +8,10 @@ import { moduleSchemaName, provisionModules } from "./provision.ts";
 import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
 
 // Integration: the shared Postgres. Creates one schema and role `t_<random>_orders`, drops them.
-describe("Postgres outbox relay: leadership, order, wake-up", () => {
+// The lease runs on the module pool's client: postgres.js, and Bun.sql under Bun.
+const clients: Array<"postgres.js" | "bun"> = typeof Bun !== "undefined" ? ["postgres.js", "bun"] : ["postgres.js"];
+
+describe.each(clients)("Postgres outbox relay on %s: leadership, order, wake-up", (client) => {
   const schema = moduleSchemaName(randomPgPrefix(), "orders");
   let admin: Sql;
   let sql: Sql; // as the module's role
@@ -28,7 +31,7 @@ describe("Postgres outbox relay: leadership, order, wake-up", () => {
   });
 
   const claim = async (opts: { signal?: AbortSignal } = {}) => {
-    const lease = await acquireRelayLease(pgOptions(schema), schema, { retryMs: 20, ...opts });
+    const lease = await acquireRelayLease(pgOptions(schema), schema, { retryMs: 20, client, ...opts });
     if (lease) leases.push(lease);
     return lease;
   };
@@ -67,10 +70,27 @@ describe("Postgres outbox relay: leadership, order, wake-up", () => {
     expect(rows[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
     expect(typeof rows[0]!.created_at).toBe("number");
 
-    expect(await a.markPublished(rows[1]!.seq, Date.now())).toBe(2);
+    expect(await a.markPublished(rows[1]!.seq, Date.now())).toEqual({ marked: 2, rows: [] });
     expect((await a.readUnpublished(10)).map((r) => r.seq)).toEqual([rows[2]!.seq]);
-    expect(await a.markPublished(rows[2]!.seq, Date.now())).toBe(1);
+    expect((await a.markPublished(rows[2]!.seq, Date.now())).marked).toBe(1);
     expect(await a.readUnpublished(10)).toEqual([]);
+    await a.release();
+  });
+
+  it("marks and reads what follows in one statement: the rows after the mark, never the marked ones", async () => {
+    const a = (await claim())!;
+    await sql.begin(async (tx) => {
+      for (const agg of ["m-1", "m-2", "m-3", "m-4", "m-5"]) await insert(tx, agg);
+    });
+    const rows = await a.readUnpublished(2);
+    expect(rows.map((r) => r.aggregate_id)).toEqual(["m-1", "m-2"]);
+    const next = await a.markPublished(rows[1]!.seq, Date.now(), 2);
+    expect(next.marked).toBe(2);
+    expect(next.rows.map((r) => r.aggregate_id)).toEqual(["m-3", "m-4"]);
+    expect(next.rows[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
+    const last = await a.markPublished(next.rows[1]!.seq, Date.now(), 10);
+    expect([last.marked, last.rows.map((r) => r.aggregate_id)]).toEqual([2, ["m-5"]]);
+    expect(await a.markPublished(last.rows[0]!.seq, Date.now(), 10)).toEqual({ marked: 1, rows: [] });
     await a.release();
   });
 

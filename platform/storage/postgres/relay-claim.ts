@@ -1,5 +1,6 @@
 import postgres, { type Options, type Sql } from "postgres";
 import { outboxRowOf, type OutboxRow } from "../module-storage.ts";
+import { bunSqlClient, postgresJsClient, type PgClient } from "./client.ts";
 
 /*
  * Why a leader lease and not `FOR UPDATE SKIP LOCKED` alone: with SKIP LOCKED, relay A locks
@@ -31,74 +32,92 @@ export interface RelayLease {
   readonly schema: string;
   /** Unpublished rows in commit (`seq`) order, at most `limit`. */
   readUnpublished(limit: number): Promise<OutboxRow[]>;
-  /** Marks every unpublished row up to `seq` as published (they are a prefix: see the outbox triggers). */
-  markPublished(seq: number, at: number): Promise<number>;
+  /**
+   * Marks every unpublished row up to `seq` as published (they are a prefix: see the outbox
+   * triggers) and, in the same statement, reads up to `next` unpublished rows after it.
+   */
+  markPublished(seq: number, at: number, next?: number): Promise<{ marked: number; rows: OutboxRow[] }>;
   /** Gives up leadership (a standby takes over) and closes the connection. */
   release(): Promise<void>;
 }
 
 /**
  * Claims the relay leadership of `schema`, waiting as a standby (polling every `retryMs`) while
- * another instance holds it. Opens its own connection from `options` (one per lease).
+ * another instance holds it. Opens its own connection from `options` (one per lease), on
+ * `client` (see `storage.postgres.client`; default postgres.js).
  * @returns the lease, or undefined when `signal` aborted the wait.
  * @example const lease = await acquireRelayLease(pgOptions, "selaras_orders", { signal });
  */
-export async function acquireRelayLease(options: Options<{}>, schema: string, opts: { retryMs?: number; signal?: AbortSignal } = {}): Promise<RelayLease | undefined> {
-  const sql = postgres({ ...options, max: 1, onnotice: () => {} });
+export async function acquireRelayLease(
+  options: Options<{}>,
+  schema: string,
+  opts: { retryMs?: number; signal?: AbortSignal; client?: "bun" | "postgres.js" } = {},
+): Promise<RelayLease | undefined> {
+  // A pool of one connection: the lock belongs to its session, which every statement checks.
+  const client = opts.client === "bun" ? await bunSqlClient(options, 1) : postgresJsClient(postgres({ ...options, max: 1, onnotice: () => {} }));
   try {
     for (;;) {
       if (opts.signal?.aborted) break;
-      const [row] = await sql<{ ok: boolean; pid: number }[]>`
-        SELECT pg_try_advisory_lock(hashtext('selaras.relay'), hashtext(${schema})) AS ok, pg_backend_pid() AS pid`;
-      if (row!.ok) return new PgRelayLease(sql, schema, row!.pid);
+      const [row] = await client.query<{ ok: boolean; pid: number }>("SELECT pg_try_advisory_lock(hashtext('selaras.relay'), hashtext($1)) AS ok, pg_backend_pid() AS pid", [schema]);
+      if (row!.ok) return new PgRelayLease(client, schema, row!.pid);
       await abortableDelay(opts.retryMs ?? 500, opts.signal);
     }
   } catch (err) {
-    await sql.end({ timeout: 0 });
+    await client.end().catch(() => {});
     throw err;
   }
-  await sql.end({ timeout: 0 });
+  await client.end();
   return undefined;
 }
 
+/** The columns of an outbox row as `outboxRowOf` reads them (bigints as float8: plain numbers). */
+const OUTBOX_COLUMNS = "o.seq::float8 AS seq, o.event_id::text AS event_id, o.aggregate_id, o.type, o.payload, o.headers, o.created_at::float8 AS created_at";
+
 class PgRelayLease implements RelayLease {
   #lost = false;
+  readonly #read: string;
+  readonly #markAndRead: string;
 
   constructor(
-    private readonly sql: Sql,
+    private readonly client: PgClient,
     readonly schema: string,
     private readonly pid: number,
-  ) {}
+  ) {
+    // Schema names are checked identifiers ([a-z0-9_], see moduleSchemaName): safe to quote here.
+    const outbox = `"${schema}".selaras_outbox`;
+    // Each statement always returns a row (the LEFT JOIN on one row), so the session check below
+    // cannot be skipped.
+    this.#read = `SELECT pg_backend_pid() AS pid, ${OUTBOX_COLUMNS}
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (SELECT * FROM ${outbox} WHERE published_at IS NULL ORDER BY seq LIMIT $1) AS o ON true`;
+    // The rows after $1 are read from the statement's snapshot, which the UPDATE's changes are not
+    // in — so the read takes seq > $1, not only published_at IS NULL.
+    this.#markAndRead = `WITH marked AS (
+        UPDATE ${outbox} SET published_at = $2
+        WHERE seq <= $1 AND published_at IS NULL AND pg_backend_pid() = $3
+        RETURNING 1
+      )
+      SELECT pg_backend_pid() AS pid, (SELECT count(*) FROM marked)::int AS n, ${OUTBOX_COLUMNS}
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (SELECT * FROM ${outbox} WHERE seq > $1 AND published_at IS NULL ORDER BY seq LIMIT $4) AS o ON true`;
+  }
 
   async readUnpublished(limit: number): Promise<OutboxRow[]> {
-    // One round trip that always returns a row, so the session check cannot be skipped.
-    const rows = await this.#guard(() => this.sql<Array<{ pid: number } & Record<string, unknown>>>`
-      SELECT pg_backend_pid() AS pid, o.seq::float8 AS seq, o.event_id::text AS event_id, o.aggregate_id, o.type,
-             o.payload, o.headers, o.created_at::float8 AS created_at
-      FROM (SELECT 1) AS one
-      LEFT JOIN LATERAL (
-        SELECT * FROM ${this.sql(this.schema)}.selaras_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${limit}
-      ) AS o ON true`);
+    const rows = await this.#guard(() => this.client.query<{ pid: number } & Record<string, unknown>>(this.#read, [limit]));
     return rows.filter((r) => r.seq !== null).map(outboxRowOf);
   }
 
-  async markPublished(seq: number, at: number): Promise<number> {
-    const [row] = await this.#guard(() => this.sql<Array<{ pid: number; n: number }>>`
-      WITH marked AS (
-        UPDATE ${this.sql(this.schema)}.selaras_outbox SET published_at = ${at}
-        WHERE seq <= ${seq} AND published_at IS NULL AND pg_backend_pid() = ${this.pid}
-        RETURNING 1
-      )
-      SELECT pg_backend_pid() AS pid, (SELECT count(*) FROM marked)::int AS n`);
-    return row!.n;
+  async markPublished(seq: number, at: number, next = 0): Promise<{ marked: number; rows: OutboxRow[] }> {
+    const rows = await this.#guard(() => this.client.query<{ pid: number; n: number } & Record<string, unknown>>(this.#markAndRead, [seq, at, this.pid, next]));
+    return { marked: rows[0]!.n, rows: rows.filter((r) => r.seq !== null).map(outboxRowOf) };
   }
 
   async release(): Promise<void> {
     if (!this.#lost) {
       this.#lost = true;
-      await this.sql`SELECT pg_advisory_unlock(hashtext('selaras.relay'), hashtext(${this.schema}))`.catch(() => undefined);
+      await this.client.query("SELECT pg_advisory_unlock(hashtext('selaras.relay'), hashtext($1))", [this.schema]).catch(() => undefined);
     }
-    await this.sql.end({ timeout: 0 });
+    await this.client.end().catch(() => {});
   }
 
   async #guard<R extends Array<{ pid: number }>>(query: () => Promise<R>): Promise<R> {
@@ -108,16 +127,19 @@ class PgRelayLease implements RelayLease {
       rows = await query();
     } catch (err) {
       // After a connection error the client may hang on its next query (seen with Bun): never reuse it.
-      this.#lost = true;
-      void this.sql.end({ timeout: 0 });
+      this.#drop();
       throw new RelayLeaseLost(`relay lease of ${this.schema} lost: ${(err as Error).message}`);
     }
     if (rows[0]?.pid !== this.pid) {
-      this.#lost = true;
-      void this.sql.end({ timeout: 0 });
+      this.#drop();
       throw new RelayLeaseLost(`relay lease of ${this.schema} lost: the connection was re-established`);
     }
     return rows;
+  }
+
+  #drop(): void {
+    this.#lost = true;
+    void this.client.end().catch(() => {});
   }
 }
 

@@ -306,10 +306,10 @@ export class PgModuleStorage implements PlatformStorage {
     }
   }
 
-  async markPublished(maxSeq: number, at: number): Promise<void> {
+  async markPublished(maxSeq: number, at: number, next = 0): Promise<OutboxRow[]> {
     const lease = await this.#leader();
     try {
-      await lease.markPublished(maxSeq, at);
+      return (await lease.markPublished(maxSeq, at, next)).rows;
     } catch (err) {
       if (err instanceof RelayLeaseLost) this.#lease = undefined;
       throw err;
@@ -330,7 +330,7 @@ export class PgModuleStorage implements PlatformStorage {
     if (this.#lease) return this.#lease;
     if (this.#leaseAbort.signal.aborted) throw new Error(`module ${this.module}: relaying stopped`);
     this.#standingBy = true;
-    const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal }).finally(() => (this.#standingBy = false));
+    const lease = await acquireRelayLease(this.#opts.leaseOptions, this.schema, { signal: this.#leaseAbort.signal, client: this.#client.kind }).finally(() => (this.#standingBy = false));
     if (!lease) throw new Error(`module ${this.module}: relaying stopped`);
     if (this.#closed || this.#leaseAbort.signal.aborted) {
       await lease.release();
