@@ -74,7 +74,7 @@ function toDelivery(row: EventRow, attempt: number): Delivery {
  * @example const bus = await openEmbeddedBus({ dataDir: "./data", ... });
  */
 export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<EmbeddedBus> {
-  const conn = await openSqlite(join(opts.dataDir, "bus.db"), opts.sqlite);
+  const conn = await openSqlite(join(opts.dataDir, "bus.db"), opts.sqlite, opts.logger);
   conn.exec(SCHEMA);
   return new EmbeddedBus(conn, opts);
 }

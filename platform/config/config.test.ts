@@ -64,7 +64,7 @@ describe("defaults", () => {
           kind: "sqlite",
           postgres: { url: "postgres://postgres@127.0.0.1:5432/postgres", schemaPrefix: "selaras", provision: true, moduleUrls: {}, poolSize: 2, maxInFlight: 1, maxBatch: 256, client: "auto" },
         },
-        sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000 },
+        sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000, checkpoint: "background" },
         shutdown: { drainMs: 0, timeoutMs: 30_000 },
         admin: {},
         cdc: { heartbeatMs: 10_000, postgres: {} }, // capture slots stream as storage.postgres.url's administrator

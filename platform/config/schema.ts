@@ -187,7 +187,13 @@ const sqlite = z
       .int()
       .min(0)
       .default(1000)
-      .describe("PRAGMA wal_autocheckpoint: WAL pages (4 KiB) after which a commit also checkpoints, stalling the event loop meanwhile. Larger means rarer but longer stalls: 4000 measured relay lag p99 ~1 ms instead of ~3.5 ms, but client HTTP p99 ~20 ms instead of ~7 ms at 1,000 orders/s. 0 never checkpoints (the WAL grows without bound)."),
+      .describe("WAL pages (4 KiB) after which the WAL is checkpointed (copied into the database file, which is then fsynced). With checkpoint = \"inline\" this is PRAGMA wal_autocheckpoint: the commit that crosses it checkpoints, stalling the event loop meanwhile — larger means rarer but longer stalls (4000 measured relay lag p99 ~1 ms instead of ~3.5 ms, but client HTTP p99 ~20 ms instead of ~7 ms at 1,000 orders/s). 0 never checkpoints (the WAL grows without bound), in either mode."),
+    checkpoint: z
+      .enum(["background", "inline"])
+      .default("background")
+      .describe(
+        'Who checkpoints the WAL. "background": one worker thread per process, with its own connection to each file, runs PRAGMA wal_checkpoint(PASSIVE) once the WAL holds walAutocheckpointPages uncopied pages, so commits on the event loop do not; the main connection keeps wal_autocheckpoint at 10 × walAutocheckpointPages as a backstop, and goes back to walAutocheckpointPages if the thread fails (logged). "inline": the commit that crosses walAutocheckpointPages checkpoints, on the event loop (see docs/adr/0015-background-wal-checkpoints.md).',
+      ),
   })
   .prefault({})
   .describe("Embedded SQLite storage.");

@@ -21,7 +21,9 @@ function removeFiles(file: string): void {
  */
 export async function openSqliteTarget(opts: { module: string; file: string; migrations: readonly Migration[]; sqlite: SqliteOptions; tracer: Tracer }): Promise<RebuildTarget> {
   removeFiles(opts.file);
-  const conn = await openSqlite(opts.file, opts.sqlite);
+  // Inline checkpoints: a checkpoint thread's connection would keep the journal mode below from
+  // leaving WAL (that needs the only connection), and there is no WAL to checkpoint after it.
+  const conn = await openSqlite(opts.file, { ...opts.sqlite, checkpoint: "inline" });
   // A scratch file until the swap (or kept for inspection): nothing needs its writes to survive a
   // crash — an interrupted rebuild starts over from the retained events. Each row is written once
   // (no WAL to checkpoint) and no commit waits for the disk; rollbacks still work (the journal

@@ -41,7 +41,7 @@ export async function openModuleStorage(config: PlatformConfig, manifests: reado
 
 async function openAllSqlite(config: PlatformConfig, manifests: readonly ModuleManifest<any>[], deps: OpenStorageDeps, opened: Map<string, PlatformStorage>): Promise<void> {
   for (const manifest of manifests) {
-    const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), config.sqlite);
+    const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), config.sqlite, deps.logger);
     let applied: string[];
     try {
       applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);

@@ -1,4 +1,6 @@
 import type { SqliteDb } from "../module.ts";
+import type { Logger } from "../observability/logger.ts";
+import { BACKSTOP_FACTOR, checkpointInBackground } from "./background-checkpoints.ts";
 
 /** A prepared statement, the same shape on bun:sqlite and better-sqlite3. */
 export interface SqlStatement {
@@ -20,25 +22,80 @@ export interface SqliteConnection {
 export interface SqliteOptions {
   /** NORMAL: in WAL mode durable across process crashes; FULL: also across power loss. */
   synchronous: "NORMAL" | "FULL";
-  /** WAL pages after which a commit checkpoints (SQLite's default: 1000). */
+  /** WAL pages after which the WAL is checkpointed (SQLite's default: 1000; 0: never). */
   walAutocheckpointPages?: number;
+  /**
+   * "background" (default): the process's checkpoint thread checkpoints the file, the commits on
+   * this connection do not (ADR 0015). "inline": the commit that crosses the threshold does.
+   */
+  checkpoint?: "background" | "inline";
 }
+
+/** SQLite's own `wal_autocheckpoint` default. */
+const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
+
+/** A driver's connection, before the checkpoint set-up. */
+type DriverConnection = SqliteConnection & { readonly inTransaction: () => boolean };
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 /**
  * Opens (creating if needed) a SQLite file in WAL mode with the driver of the running runtime:
  * `bun:sqlite` under Bun (production), `better-sqlite3` under Node (it does not load under Bun).
+ * With `checkpoint: "background"` (the default) the WAL is checkpointed by a worker thread; `logger`
+ * is told if that thread fails.
  * @example const conn = await openSqlite("./data/orders.db", { synchronous: "NORMAL" });
  */
-export async function openSqlite(file: string, opts: SqliteOptions): Promise<SqliteConnection> {
+export async function openSqlite(file: string, opts: SqliteOptions, logger?: Logger): Promise<SqliteConnection> {
   const conn = isBun ? await openBun(file) : await openBetter(file);
   conn.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`);
-  if (opts.walAutocheckpointPages !== undefined) conn.exec(`PRAGMA wal_autocheckpoint = ${Math.trunc(opts.walAutocheckpointPages)}`);
-  return conn;
+  const pages = Math.trunc(opts.walAutocheckpointPages ?? DEFAULT_AUTOCHECKPOINT_PAGES);
+  // 0 never checkpoints, in either mode.
+  if ((opts.checkpoint ?? "background") === "inline" || pages === 0) {
+    if (opts.walAutocheckpointPages !== undefined) conn.exec(`PRAGMA wal_autocheckpoint = ${pages}`);
+    return conn;
+  }
+  return checkpointedInBackground(conn, pages, logger);
 }
 
-async function openBun(file: string): Promise<SqliteConnection> {
+/**
+ * The connection with its checkpoints handed to the checkpoint thread: its own autocheckpoint
+ * raised to the backstop, every write outside a transaction (a COMMIT, an autocommit statement)
+ * signalled, the thread's connection closed before this one.
+ */
+function checkpointedInBackground(conn: DriverConnection, pages: number, logger: Logger | undefined): SqliteConnection {
+  conn.exec(`PRAGMA wal_autocheckpoint = ${pages * BACKSTOP_FACTOR}`);
+  const bg = checkpointInBackground({ file: conn.file, pages, logger, restoreInline: () => conn.exec(`PRAGMA wal_autocheckpoint = ${pages}`) });
+  const wrote = () => {
+    if (!conn.inTransaction()) bg.committed();
+  };
+  return {
+    file: conn.file,
+    db: conn.db,
+    exec(sql) {
+      conn.exec(sql);
+      wrote();
+    },
+    prepare(sql) {
+      const st = conn.prepare(sql);
+      return {
+        run(...p) {
+          const r = st.run(...p);
+          wrote();
+          return r;
+        },
+        all: st.all,
+        get: st.get,
+      };
+    },
+    close() {
+      bg.close();
+      conn.close();
+    },
+  };
+}
+
+async function openBun(file: string): Promise<DriverConnection> {
   // Specifiers in variables keep bundlers (bun build --compile) from pulling the other driver in.
   const { Database } = (await import("bun:sqlite")) as typeof import("bun:sqlite");
   const { drizzle } = (await import("drizzle-orm/bun-sqlite")) as typeof import("drizzle-orm/bun-sqlite");
@@ -58,11 +115,12 @@ async function openBun(file: string): Promise<SqliteConnection> {
         get: (...p) => (st.get(...(p as never[])) ?? undefined) as never,
       };
     },
+    inTransaction: () => raw.inTransaction,
     close: () => raw.close(),
   };
 }
 
-async function openBetter(file: string): Promise<SqliteConnection> {
+async function openBetter(file: string): Promise<DriverConnection> {
   const driver = "better-sqlite3";
   const mod = (await import(driver)) as { default: typeof import("better-sqlite3") };
   const Database = mod.default;
@@ -92,6 +150,7 @@ async function openBetter(file: string): Promise<SqliteConnection> {
         get: (...p) => (returnsRows ? st.get(...p) : undefined) as never,
       };
     },
+    inTransaction: () => raw.inTransaction,
     close: () => raw.close(),
   };
 }
