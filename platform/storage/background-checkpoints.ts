@@ -11,6 +11,9 @@ import { CHECKPOINT_WORKER_SOURCE, Slot, SLOTS, State, type CheckpointRegistrati
  */
 export const BACKSTOP_FACTOR = 10;
 
+/** Commits between two wake-ups of the thread (see `committed`). */
+const RING_EVERY = 8;
+
 /** The longest `close()` blocks for the thread to let go of the file (it answers within one checkpoint). */
 const CLOSE_WAIT_MS = 5000;
 
@@ -152,8 +155,10 @@ class FileCheckpoints implements BackgroundCheckpoints {
 
   committed(): void {
     if (this.#detached) return;
-    Atomics.add(this.slots, Slot.commits, 1);
-    this.#ring();
+    // Waking the thread costs the committer a futex syscall: every RING_EVERY commits is enough
+    // (each commit writes a page or more, the threshold is hundreds; the thread also looks once a
+    // second, and the backstop bounds the rest).
+    if ((Atomics.add(this.slots, Slot.commits, 1) + 1) % RING_EVERY === 0) this.#ring();
   }
 
   get checkpoints(): number {
