@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { basename } from "node:path";
 import type { Bus } from "../bus/types.ts";
+import { Doorbell } from "../doorbell.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { SqliteModuleStorage } from "../storage/module-storage.ts";
 import type { SqliteConnection } from "../storage/sqlite.ts";
@@ -124,8 +125,8 @@ export class SqliteCapture {
   #epoch = "";
   #running = false;
   #loop: Promise<void> | undefined;
-  #woken = false;
-  #wakeup: (() => void) | undefined;
+  /** Rung by every commit of the module's storage (and by stop, drain); cuts the sleeps short. */
+  readonly #bell = new Doorbell();
   #unlisten: (() => void) | undefined;
   #idle: Array<() => void> = [];
 
@@ -186,7 +187,7 @@ export class SqliteCapture {
   /** Starts publishing (in the background). */
   start(): void {
     this.#running = true;
-    this.#unlisten = this.#o.storage.afterCommit(() => this.#wake());
+    this.#unlisten = this.#o.storage.afterCommit(() => this.#bell.ring());
     this.#loop = this.#run();
   }
 
@@ -200,7 +201,7 @@ export class SqliteCapture {
     if (!this.#running || this.pending() === 0) return;
     return new Promise((r) => {
       this.#idle.push(r);
-      this.#wake();
+      this.#bell.ring();
     });
   }
 
@@ -213,31 +214,25 @@ export class SqliteCapture {
     if (!flushed) this.#o.logger.warn("cdc stopped before every change was published; the rest is published by the next start", { module: this.#o.module, pending: this.pending() });
     this.#running = false;
     this.#unlisten?.();
-    this.#wake();
+    this.#bell.ring();
     await this.#loop;
     for (const r of this.#idle.splice(0)) r();
   }
 
-  #wake(): void {
-    this.#woken = true;
-    const w = this.#wakeup;
-    this.#wakeup = undefined;
-    w?.();
-  }
 
   async #run(): Promise<void> {
     const { module, logger, batchSize } = this.#o;
     const read = this.#conn.prepare("SELECT seq, tbl, op, pk, before, after, at FROM selaras_cdc_changes ORDER BY seq LIMIT ?");
     let failures = 0;
     while (this.#running) {
-      this.#woken = false;
+      this.#bell.rung = false;
       let rows: ChangeRow[];
       try {
         rows = read.all<ChangeRow>(batchSize);
         if (rows.length === 0) {
           for (const r of this.#idle.splice(0)) r();
           // A slow tick covers writes of another connection to the file (no commit hook sees them).
-          if (!this.#woken) await this.#sleep(1000);
+          if (!this.#bell.rung) await this.#bell.sleep(1000);
           continue;
         }
         await this.#o.bus.publish(rows.map((r) => changeEnvelope(this.#change(r))));
@@ -250,7 +245,7 @@ export class SqliteCapture {
         failures++;
         const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
         logger.warn("cdc could not publish changes; retrying", { module, err, retryInMs: delay });
-        await this.#sleep(delay);
+        await this.#bell.sleep(delay);
       }
     }
   }
@@ -267,14 +262,4 @@ export class SqliteCapture {
     };
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      this.#wakeup = done;
-    });
-  }
 }

@@ -1,4 +1,5 @@
 import type { Bus, EventEnvelope } from "../bus/types.ts";
+import { Doorbell } from "../doorbell.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { OutboxRow, PlatformStorage } from "../storage/module-storage.ts";
@@ -27,8 +28,8 @@ export interface RelayOptions {
  */
 export class OutboxRelay implements Relay {
   #running = false;
-  #wakeup: (() => void) | undefined;
-  #woken = false;
+  /** Rung by every commit with events (and by stop, drain); cuts the relay's sleeps short. */
+  readonly #bell = new Doorbell();
   #loop: Promise<void> | undefined;
   #unlisten: (() => void) | undefined;
   #idle: Array<() => void> = [];
@@ -41,7 +42,7 @@ export class OutboxRelay implements Relay {
 
   start(): void {
     this.#running = true;
-    this.#unlisten = this.storage.onOutboxCommit(() => this.#wake());
+    this.#unlisten = this.storage.onOutboxCommit(() => this.#bell.ring());
     this.#loop = this.#run();
   }
 
@@ -50,7 +51,7 @@ export class OutboxRelay implements Relay {
     if ((await this.storage.outboxStats()).backlog === 0) return;
     return new Promise((r) => {
       this.#idle.push(r);
-      this.#wake();
+      this.#bell.ring();
     });
   }
 
@@ -66,16 +67,10 @@ export class OutboxRelay implements Relay {
     this.#running = false;
     this.storage.stopRelaying();
     this.#unlisten?.();
-    this.#wake();
+    this.#bell.ring();
     await this.#loop;
   }
 
-  #wake(): void {
-    this.#woken = true;
-    const w = this.#wakeup;
-    this.#wakeup = undefined;
-    w?.();
-  }
 
   async #run(): Promise<void> {
     const { logger, metrics, batchSize } = this.opts;
@@ -89,9 +84,9 @@ export class OutboxRelay implements Relay {
     while (this.#running) {
       let rows: Rows;
       // The mark's read is current unless a commit with events woke the relay since it was sent.
-      if (next && (next.length > 0 || !this.#woken)) rows = next;
+      if (next && (next.length > 0 || !this.#bell.rung)) rows = next;
       else {
-        this.#woken = false;
+        this.#bell.rung = false;
         try {
           rows = await this.storage.readUnpublished(batchSize);
         } catch (err) {
@@ -99,7 +94,7 @@ export class OutboxRelay implements Relay {
           failures++;
           const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
           logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
-          await this.#sleep(delay);
+          await this.#bell.sleep(delay);
           continue;
         }
       }
@@ -108,7 +103,7 @@ export class OutboxRelay implements Relay {
         for (const r of this.#idle.splice(0)) r();
         // A slow safety tick covers a wake-up that could never come (e.g. rows written by a
         // previous process before a crash are picked up on the first pass anyway).
-        if (!this.#woken) await this.#sleep(1000);
+        if (!this.#bell.rung) await this.#bell.sleep(1000);
         continue;
       }
       const envelopes = rows.map((r) => outboxEnvelope(module, r));
@@ -120,28 +115,18 @@ export class OutboxRelay implements Relay {
         // Marks what was published and reads what came meanwhile, in one round trip. The bus
         // has them: if the mark fails, the next pass reads and publishes them again, and their
         // event ids make that a duplicate the bus and the inboxes drop.
-        this.#woken = false;
+        this.#bell.rung = false;
         next = await this.storage.markPublished(rows[rows.length - 1]!.seq, now, batchSize);
         failures = 0;
       } catch (err) {
         failures++;
         const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
         logger.warn("outbox relay could not publish; retrying", { module, err, retryInMs: delay, backlog: rows.length });
-        await this.#sleep(delay);
+        await this.#bell.sleep(delay);
       }
     }
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      this.#wakeup = done;
-    });
-  }
 }
 
 /** The bus envelope of an outbox row of `module` (either relay). */
