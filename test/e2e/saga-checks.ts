@@ -11,6 +11,30 @@ import { OrderService, SagaState } from "../../gen/orders/v1/orders_pb.ts";
 import { PaymentService } from "../../gen/payments/v1/payments_pb.ts";
 import { checkInvariants, formatReport, type InvariantClients, type InvariantReport } from "../../ops/invariants.ts";
 
+/** An order as `GET /api/v1/orders/{id}` returns it, with its saga. */
+export interface OrderJson {
+  id: string;
+  customerId: string;
+  status: string;
+  reason?: string;
+  totalCents: number;
+  createdAt: string;
+  lines: Array<{ productId: string; quantity: number }>;
+  saga: SagaJson;
+}
+
+/** An order's saga as the REST API shows it. */
+export interface SagaJson {
+  state: string;
+  reason?: string;
+  deadline?: string;
+  compensationAttempts: number;
+  history: Array<{ at: string; state: string; note: string }>;
+}
+
+/** The notes of an order's saga history, oldest first. */
+export const notes = (o: OrderJson) => o.saga.history.map((h) => h.note);
+
 /**
  * Clients of orders, payments and inventory over Connect, each at the base URL `urlOf(module)`
  * returns (call again after a restart that changed a port).

@@ -33,7 +33,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { OrderService } from "../../gen/orders/v1/orders_pb.ts";
 import { PaymentService, PaymentStatus } from "../../gen/payments/v1/payments_pb.ts";
 import { checkInvariants, formatReport } from "../../ops/invariants.ts";
-import { sagaClients } from "./saga-checks.ts";
+import { notes, sagaClients, type OrderJson } from "./saga-checks.ts";
 import { waitFor } from "../support/platform.ts";
 import { pgConnect } from "../support/postgres.ts";
 import { isBun, parseMetrics, repoRoot, startTopology, type RunningServer, type RunningTopology } from "./harness.ts";
@@ -47,27 +47,9 @@ interface OrderBody {
   customerId: string;
   lines: Array<{ productId: string; quantity: number }>;
 }
-interface SagaJson {
-  state: string;
-  reason?: string;
-  deadline?: string;
-  compensationAttempts: number;
-  history: Array<{ at: string; state: string; note: string }>;
-}
-interface OrderJson {
-  id: string;
-  customerId: string;
-  status: string;
-  reason?: string;
-  totalCents: number;
-  createdAt: string;
-  lines: Array<{ productId: string; quantity: number }>;
-  saga: SagaJson;
-}
 type SagaTimings = { paymentTimeoutMs: number; stockTimeoutMs: number; compensationRetryMs?: number; compensationMaxAttempts?: number; sweepIntervalMs: number };
 
 const randomInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
-const notes = (o: OrderJson) => o.saga.history.map((h) => h.note);
 
 /** `bun main.ts …args`, to completion. */
 function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {

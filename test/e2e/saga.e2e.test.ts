@@ -28,16 +28,8 @@ import { PaymentStatus } from "../../gen/payments/v1/payments_pb.ts";
 import { SHARED_NATS } from "../support/nats-server.ts";
 import { waitFor } from "../support/platform.ts";
 import { isBun, startTopology, TOPOLOGIES, type RunningTopology, type Sample } from "./harness.ts";
-import { expectSagasDoneAndInvariantsHold, sagaClients } from "./saga-checks.ts";
+import { expectSagasDoneAndInvariantsHold, notes, sagaClients, type OrderJson } from "./saga-checks.ts";
 
-interface OrderJson {
-  id: string;
-  customerId: string;
-  status: string;
-  reason?: string;
-  totalCents: number;
-  saga: { state: string; reason?: string; history: Array<{ state: string; note: string }> };
-}
 interface NotificationJson {
   orderId: string;
   kind: string;
@@ -52,7 +44,6 @@ interface ReadModelOrder {
 /** The consumers of the reference system, by `<module>.<subscription>`. */
 const CONSUMERS = ["orders.saga", "payments.saga", "inventory.saga", "order-history.projection", "notifications.outcomes", "analytics.sales"];
 
-const notes = (o: OrderJson) => o.saga.history.map((h) => h.note);
 
 describe.skipIf(!isBun).each(TOPOLOGIES)("order saga over the public API, %s topology (e2e)", (kind) => {
   let topo: RunningTopology;
