@@ -251,7 +251,7 @@ const postgresStorage = z
     client: z
       .enum(["auto", "bun", "postgres.js"])
       .default("auto")
-      .describe('The client of each module\'s pool (reads and group commits): "bun" is Bun\'s native Bun.sql, "postgres.js" the postgres package; "auto" is "bun" under Bun and "postgres.js" on Node. LISTEN, the relay lease, migrations and change capture use postgres.js either way (see docs/adr/0014-bun-sql-for-module-pools.md).'),
+      .describe('The client of each module\'s pool (reads and group commits): "bun" is Bun\'s native Bun.sql, "postgres.js" the postgres package; "auto" is "bun" under Bun and "postgres.js" on Node. The relay lease uses the same client; LISTEN, migrations and change capture use postgres.js either way (see docs/adr/0014-bun-sql-for-module-pools.md).'),
     maxInFlight: z.int().min(1).max(100).default(1).describe("Group-committed transactions of one module in flight at once (each on its own pool connection; capped at poolSize - 1 so reads always get one). While one commits, the next gathers the bodies that arrive. Worth raising (with poolSize) when the database is far away and round trips, not CPU, bound a module's commits; measured here with Postgres on the same 2 cores, 2 gained nothing."),
     maxBatch: z.int().min(1).max(10_000).default(256).describe("Most transaction bodies of one module group-committed in one Postgres transaction."),
   })
