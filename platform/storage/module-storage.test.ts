@@ -47,6 +47,11 @@ describe("SqliteModuleStorage", () => {
 
   const rows = () => storage.conn.prepare("SELECT id, v FROM t ORDER BY id").all<{ id: string; v: number }>();
 
+  it("opens its file in WAL mode, foreign keys on, statement journals in memory (group commits' savepoints write no temp file)", () => {
+    const pragma = (name: string) => Object.values(storage.conn.prepare(`PRAGMA ${name}`).get<Record<string, unknown>>()!)[0];
+    expect([pragma("journal_mode"), pragma("foreign_keys"), pragma("temp_store")]).toEqual(["wal", 1, 2]);
+  });
+
   it("rejects and rolls back an async body instead of committing half of it", async () => {
     let late: unknown;
     await expect(

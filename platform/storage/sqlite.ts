@@ -48,7 +48,10 @@ const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
  */
 export async function openSqlite(file: string, opts: SqliteOptions, logger?: Logger): Promise<SqliteConnection> {
   const conn = isBun ? await openBun(file) : await openBetter(file);
-  conn.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`);
+  // temp_store = MEMORY keeps statement journals in memory: each body of a group commit runs in a
+  // savepoint, whose journal otherwise spills past 64 KiB to a file in /var/tmp — under load
+  // ~7 MB/s of writes, more write calls than all the WAL files together.
+  conn.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;`);
   const pages = Math.trunc(opts.walAutocheckpointPages ?? DEFAULT_AUTOCHECKPOINT_PAGES);
   // 0 never checkpoints, in either mode.
   if ((opts.checkpoint ?? "background") === "inline" || pages === 0) {
