@@ -7,6 +7,13 @@ const saga = z
     compensationRetryMs: z.int().positive().default(5_000).describe("How long to wait for a refund or release to be acknowledged before requesting it again; doubles with each attempt."),
     compensationMaxAttempts: z.int().min(1).max(100).default(6).describe("Requests of a compensation before the saga stops in STUCK for an operator (ResumeSaga)."),
     sweepIntervalMs: z.int().positive().default(250).describe("How often this process looks for sagas whose deadline has passed."),
+    maxInFlight: z
+      .int()
+      .min(0)
+      .default(5_000)
+      .describe(
+        "Sagas not done yet (all instances', read from the orders database every second) at which PlaceOrder refuses new orders (429, reason orders-overloaded, Retry-After) until the backlog drains. Orders accepted faster than the saga finishes them would otherwise wait past paymentTimeoutMs/stockTimeoutMs and be cancelled. Keep it below what the system finishes within those timeouts (measured: ~1,300 sagas/s embedded, ~330/s on Postgres + NATS on 2 cores). 0: no limit.",
+      ),
   })
   .prefault({})
   .describe("The order-placement saga.");

@@ -11,6 +11,7 @@ import {
 } from "../../gen/orders/v1/events_pb.ts";
 import { OrderService } from "../../gen/orders/v1/orders_pb.ts";
 import { defineModule, service } from "../../platform/module.ts";
+import { SagaBacklog } from "./commands/admission.ts";
 import { sweepSagas } from "./commands/advance-saga.ts";
 import { expireIdempotencyKeys } from "./commands/expire-idempotency-keys.ts";
 import { sagaStore } from "./db/saga-store.ts";
@@ -35,9 +36,10 @@ export default defineModule<OrdersConfig>({
   services: [OrderService],
   dependsOn: [CatalogService, CustomerService],
   publishes: [OrderCreatedSchema, StockReservationRequestedSchema, PaymentRefundRequestedSchema, StockReleaseRequestedSchema, OrderConfirmedSchema, OrderCancelledSchema],
-  start: (ctx) => {
+  start: async (ctx) => {
     const timings = ctx.config.saga;
-    const deps = { storage: ctx.storage, catalog: ctx.client(CatalogService), customers: ctx.client(CustomerService), timings };
+    const backlog = new SagaBacklog(ctx.storage, timings.maxInFlight, 1_000, (err) => ctx.logger.warn("counting sagas in flight failed", { err }));
+    const deps = { storage: ctx.storage, catalog: ctx.client(CatalogService), customers: ctx.client(CustomerService), timings, backlog };
     const sagaDeps = { storage: ctx.storage, timings };
     const retentionMs = ctx.config.idempotencyKeyRetentionHours * 3_600_000;
     // Expired keys go in the background, a few times per retention period (at least hourly).
@@ -60,6 +62,7 @@ export default defineModule<OrdersConfig>({
     ctx.metrics.gauge("selaras_sagas_overdue", "Order sagas past their deadline by more than 5 s (the sweeper is not keeping up, or cannot move them)", [], async (set) => {
       set({}, (await sagaStore.overdue(ctx.storage, Date.now() - 5_000, 1)).count);
     });
+    await backlog.start();
     return {
       services: [service(OrderService, ordersRpc(deps))],
       routes: ordersRoutes(deps),
@@ -67,6 +70,7 @@ export default defineModule<OrdersConfig>({
       async stop() {
         clearInterval(expiry);
         clearInterval(sweeper);
+        await backlog.stop();
         await sweeping;
       },
     };

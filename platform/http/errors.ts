@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Context } from "hono";
+import { ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
 import { errorReason, fieldViolations } from "../rpc/errors.ts";
 
 /**
@@ -54,7 +55,12 @@ export function errorBody(err: ConnectError): { code: string; message: string; d
   return { code: codeName(err.code), message: err.rawMessage, details };
 }
 
-/** Writes `err` as the REST error response. */
+/**
+ * Writes `err` as the REST error response; a `retryAfterSeconds` in its ErrorInfo metadata (an
+ * overloaded service) becomes the `Retry-After` header.
+ */
 export function errorResponse(c: Context, err: ConnectError): Response {
+  const retryAfter = err.findDetails(ErrorInfoSchema)[0]?.metadata.retryAfterSeconds;
+  if (retryAfter && /^[0-9]+$/.test(retryAfter)) c.header("Retry-After", retryAfter);
   return c.json(errorBody(err), httpStatus(err.code) as 400);
 }

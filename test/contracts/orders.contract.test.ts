@@ -343,3 +343,61 @@ describe("orders: idempotency keys expire", () => {
     await expect(bootModules([catalog, customers, orders], { modules: { orders: { idempotencyKeyRetentionHours: -1 } } })).rejects.toThrow(/modules\.orders\.idempotencyKeyRetentionHours: /);
   });
 });
+
+// Admission control: with no payments or inventory here, every saga waits for its payment, so the
+// backlog is exactly the orders placed.
+describe("orders contract: too many sagas in flight", () => {
+  let t: Awaited<ReturnType<typeof bootModules>>;
+  let customerId: string;
+  let teh: string;
+  const LIMIT = 3;
+
+  beforeAll(async () => {
+    t = await bootModules([catalog, customers, orders], { modules: { orders: { saga: { maxInFlight: LIMIT } } } });
+    teh = (await t.platform.client(CatalogService).createProduct({ sku: "TEH", name: "Teh", priceCents: 1200n })).product!.id;
+    customerId = (await t.platform.client(CustomerService).createCustomer({ email: "budi@example.com", name: "Budi", creditLimitCents: 1_000_000n })).customer!.id;
+  });
+  afterAll(() => t.dispose());
+
+  const post = (headers: Record<string, string> = {}) =>
+    t.platform.fetch(
+      new Request("http://x/api/v1/orders", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ customerId, lines: [{ productId: teh, quantity: 1 }] }) }),
+    );
+  const orderRows = async () => Number((await t.platform.storage("orders").queryRaw<{ n: number }>("SELECT count(*) AS n FROM orders"))[0]!.n);
+
+  it("refuses new orders at the limit (429, orders-overloaded, Retry-After; ResourceExhausted over RPC), writes nothing for them, still answers replays, and accepts again once sagas finish", async () => {
+    const accepted = [];
+    for (let i = 0; i < LIMIT; i++) {
+      const res = await post({ "Idempotency-Key": `admit-${i}` });
+      expect(res.status).toBe(202);
+      accepted.push(((await res.json()) as { id: string }).id);
+    }
+
+    const refused = await post();
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    const body = (await refused.json()) as { code: string; message: string; details: Array<{ debug?: { reason?: string } }> };
+    expect([body.code, body.details[0]?.debug?.reason]).toEqual(["resource_exhausted", "orders-overloaded"]);
+    expect(body.message).toMatch(/modules\.orders\.saga\.maxInFlight = 3/);
+    const err = await t.platform
+      .client(OrderService)
+      .placeOrder({ customerId, lines: [{ productId: teh, quantity: 1 }] })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect([(err as ConnectError).code, errorReason(err as ConnectError)]).toEqual([Code.ResourceExhausted, "orders-overloaded"]);
+    expect(await orderRows()).toBe(LIMIT);
+
+    // A client retrying an accepted order gets its answer, overload or not.
+    const replay = await post({ "Idempotency-Key": "admit-0" });
+    expect([replay.status, ((await replay.json()) as { id: string }).id, replay.headers.get("Idempotent-Replayed")]).toEqual([202, accepted[0], "true"]);
+
+    // Two sagas finish (as payments and inventory would have them): the count, read from the
+    // database every second, lets orders in again.
+    await t.platform.storage("orders").queryRaw("UPDATE sagas SET state = 'CONFIRMED' WHERE order_id IN (?, ?)", [accepted[0], accepted[1]]);
+    const again = await waitFor(async () => {
+      const res = await post();
+      return res.status === 202 ? res : undefined;
+    }, { what: "an order accepted after the backlog drained" });
+    expect(again.status).toBe(202);
+    expect(await orderRows()).toBe(LIMIT + 1);
+  });
+});

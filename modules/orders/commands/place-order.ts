@@ -10,14 +10,17 @@ import { startSaga, type SagaTimings } from "../domain/saga.ts";
 import { sagaStore } from "../db/saga-store.ts";
 import { idempotencyStore, orderStore } from "../db/store.ts";
 import { orderCreated } from "../events/publish.ts";
+import type { SagaBacklog } from "./admission.ts";
 import type { PlaceOrderInput } from "./inputs.ts";
 
-/** What PlaceOrder needs: the module's storage, the clients of the services it prices with, the saga's timings. */
+/** What PlaceOrder needs: the module's storage, the clients of the services it prices with, the saga's timings, admission control. */
 export interface PlaceOrderDeps {
   readonly storage: ModuleStorage;
   readonly catalog: Client<typeof CatalogService>;
   readonly customers: Client<typeof CustomerService>;
   readonly timings: SagaTimings;
+  /** Refuses new orders while too many sagas are in flight (absent: no limit). */
+  readonly backlog?: SagaBacklog;
 }
 
 /** The placed order; `replayed` when an earlier request with the same idempotency key placed it. */
@@ -42,6 +45,8 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, i
   const key = idempotencyKey === undefined ? undefined : { key: idempotencyKey, requestHash: requestHash(input) };
   const early = key && (await replay(deps.storage, key.key, key.requestHash));
   if (early) return early;
+  // A replay still answers under overload; a new order waits for the backlog to drain.
+  deps.backlog?.admit();
 
   const prices = await lookUp(deps, input);
   const pricing = priceLines(input.lines, prices);
@@ -56,13 +61,15 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, i
   const order = newOrder({ id: newId(), customerId: input.customerId, lines: pricing.lines, totalCents: pricing.totalCents, now });
 
   try {
-    return await deps.storage.transact((tx) => {
+    const placed = await deps.storage.transact((tx) => {
       orderStore.insert(tx, order);
       sagaStore.insert(tx, startSaga(order.id, now, deps.timings), now, "order-placed");
       if (key) idempotencyStore.insert(tx, { ...key, orderId: order.id, createdAt: now }, { ifDuplicate: () => new KeyTaken() });
       orderCreated(tx, order);
       return { order, replayed: false };
     });
+    deps.backlog?.placed();
+    return placed;
   } catch (err) {
     if (!(err instanceof KeyTaken)) throw err;
     // A concurrent request with the same key committed first (its row is visible now).
