@@ -40,6 +40,8 @@ export interface LoadResult {
   sent: number;
   accepted: number;
   rejected: number;
+  /** Of the rejected, refused as overloaded (429): the closed loop waits its Retry-After, as a client should. */
+  throttled: number;
   /** Network/transport failures (no HTTP status). */
   failed: number;
   /** Client-observed latency of every request, send to reply, in ms. */
@@ -59,6 +61,7 @@ class Tally {
   sent = 0;
   accepted = 0;
   rejected = 0;
+  throttled = 0;
   failed = 0;
   inFlight = 0;
   maxInFlight = 0;
@@ -72,7 +75,8 @@ class Tally {
     if (req.record) this.placed = { ids: [], sentAt: [], repliedAt: [] };
   }
 
-  async post(url: string, body: OrderBody, scheduledAt?: number): Promise<void> {
+  /** Sends one request; resolves with how long to wait before the next one (a 429's Retry-After), in ms. */
+  async post(url: string, body: OrderBody, scheduledAt?: number): Promise<number> {
     this.sent++;
     this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
     const started = performance.now();
@@ -93,6 +97,10 @@ class Tally {
         }
       } else {
         this.rejected++;
+        if (res.status === 429) {
+          this.throttled++;
+          return 1000 * Number(res.headers.get("Retry-After") ?? 1);
+        }
         if (this.errors.size < 5) this.errors.add(`${res.status} ${text.slice(0, 200)}`);
       }
     } catch (err) {
@@ -101,6 +109,7 @@ class Tally {
     } finally {
       this.inFlight--;
     }
+    return 0;
   }
 
   result(seconds: number, sendSeconds: number, openLoop: boolean): LoadResult {
@@ -110,6 +119,7 @@ class Tally {
       sent: this.sent,
       accepted: this.accepted,
       rejected: this.rejected,
+      throttled: this.throttled,
       failed: this.failed,
       latencyMs: this.latency.values(),
       latencyFromScheduleMs: openLoop ? this.fromSchedule.values() : undefined,
@@ -131,7 +141,10 @@ export async function closedLoop(opts: { url: string; clients: number; seconds: 
   const end = start + opts.seconds * 1000;
   let next = 0;
   const worker = async () => {
-    while (performance.now() < end) await tally.post(opts.url, opts.bodies[next++ % opts.bodies.length]!);
+    while (performance.now() < end) {
+      const wait = Math.min(await tally.post(opts.url, opts.bodies[next++ % opts.bodies.length]!), end - performance.now());
+      if (wait > 0) await sleep(wait);
+    }
   };
   await Promise.all(Array.from({ length: opts.clients }, worker));
   const seconds = (performance.now() - start) / 1000;
@@ -146,7 +159,7 @@ export async function openLoop(opts: { url: string; rate: number; seconds: numbe
   const tally = new Tally(opts);
   const total = Math.round(opts.rate * opts.seconds);
   const interval = 1000 / opts.rate;
-  const pending = new Set<Promise<void>>();
+  const pending = new Set<Promise<unknown>>();
   const start = performance.now();
   let sent = 0;
   while (sent < total) {

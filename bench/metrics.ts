@@ -124,6 +124,7 @@ export function loadFigures(r: LoadResult) {
     sentPerSec: round(r.sent / r.sendSeconds, 0),
     accepted: r.accepted,
     rejected: r.rejected,
+    throttled: r.throttled,
     failed: r.failed,
     acceptedPerSec: round(r.accepted / r.seconds, 0),
     maxInFlight: r.maxInFlight,

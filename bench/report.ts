@@ -91,7 +91,12 @@ export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row
   const services = c.postgresCores === null ? "" : ` / Postgres ${c.postgresCores} / NATS ${c.natsCores}`;
   const byProcess = Object.keys(c.serverCoresByProcess).length > 1 ? ` (${Object.entries(c.serverCoresByProcess).map(([n, v]) => `${n} ${v ?? "n/a"}`).join(", ")})` : "";
   return [
-    row(`${p}Saturation: accepted orders/s (${s.clients} clients, ${s.seconds} s)`, fmt(s.acceptedPerSec, "orders/s"), tput, s.acceptedPerSec >= bars.ordersPerSec),
+    row(
+      `${p}Saturation: accepted orders/s (${s.clients} clients, ${s.seconds} s)`,
+      `${fmt(s.acceptedPerSec, "orders/s")}${s.throttled > 0 ? ` (${s.throttled.toLocaleString("en-US")} refused as overloaded, 429)` : ""}`,
+      tput,
+      s.acceptedPerSec >= bars.ordersPerSec,
+    ),
     s.caughtUp
       ? row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, fmt(s.endToEndPerSec, "orders/s"), tput, s.endToEndPerSec >= bars.ordersPerSec)
       : row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, `< ${fmt(s.endToEndPerSec, "orders/s")} (not caught up)`, tput, false),
