@@ -272,9 +272,12 @@ export class PgModuleStorage implements PlatformStorage {
       });
       // The outbox last: its insert takes the module's outbox lock (commit order = seq order).
       const events = plans.flatMap((p) => p.events);
-      for (let i = 0; i < events.length; i += OUTBOX_ROWS_PER_INSERT) {
-        const rows = events.slice(i, i + OUTBOX_ROWS_PER_INSERT);
-        pending.push(t.send(outboxInsert(rows.length), rows.flat()));
+      // In chunks of powers of two (37 rows: 32 + 4 + 1), so a module prepares ten statement
+      // texts at most, not one per batch size.
+      for (let i = 0; i < events.length; ) {
+        const size = Math.min(OUTBOX_ROWS_PER_INSERT, 2 ** Math.floor(Math.log2(events.length - i)));
+        pending.push(t.send(outboxInsert(size), events.slice(i, i + size).flat()));
+        i += size;
       }
       // Every statement answers before COMMIT anyway. The first failure in send order is the
       // cause: the statements after a failed one fail as well (the transaction is aborted), and
@@ -388,17 +391,17 @@ export class PgModuleStorage implements PlatformStorage {
   }
 }
 
-/** Outbox rows per multi-row insert: 6 parameters each, well under Postgres's 65,535. */
-const OUTBOX_ROWS_PER_INSERT = 1000;
+/** Most outbox rows per insert, a power of two: 6 parameters each, well under Postgres's 65,535. */
+const OUTBOX_ROWS_PER_INSERT = 512;
 
 const outboxInserts = new Map<number, string>();
-/** `INSERT INTO selaras_outbox … VALUES ($1, …, $6), …` for `rows` rows (the text cached per count). */
+/** `INSERT INTO selaras_outbox … VALUES ($1, …, $6), …` for `rows` rows (a power of two; cached). */
 function outboxInsert(rows: number): string {
   let text = outboxInserts.get(rows);
   if (!text) {
     const values = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => `$${r * 6 + c + 1}`).join(", ")})`);
     text = `INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at) VALUES ${values.join(", ")}`;
-    if (outboxInserts.size < OUTBOX_ROWS_PER_INSERT) outboxInserts.set(rows, text);
+    outboxInserts.set(rows, text);
   }
   return text;
 }
