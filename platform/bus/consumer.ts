@@ -48,15 +48,16 @@ const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * True for errors that say the database could not be reached, rather than that the handler or
- * its writes failed: connection refused or reset, postgres.js connection errors, SQLSTATE class
- * 08 (connection exception), 53300 (too many connections), 57P0x (server shutting down), and
- * SQLite busy/locked. Looks through `cause` chains.
+ * its writes failed: connection refused or reset, postgres.js and Bun.sql connection errors,
+ * SQLSTATE class 08 (connection exception), 53300 (too many connections), 57P0x (server shutting
+ * down) — in `code` (postgres.js) or `errno` (Bun.sql) — and SQLite busy/locked. Looks through
+ * `cause` chains (drizzle wraps a failed read).
  */
 export function isUnreachable(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = String((e as { code?: unknown }).code ?? "");
-    if (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|CONNECTION_|SQLITE_BUSY|SQLITE_LOCKED)/.test(code)) return true;
-    if (/^08|^53300$|^57P0/.test(code)) return true;
+    const { code, errno } = e as { code?: unknown; errno?: unknown };
+    if (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|CONNECTION_|ERR_POSTGRES_(CONNECTION_|IDLE_TIMEOUT|LIFETIME_TIMEOUT)|SQLITE_BUSY|SQLITE_LOCKED)/.test(String(code ?? ""))) return true;
+    for (const state of [code, errno]) if (typeof state === "string" && /^08|^53300$|^57P0/.test(state)) return true;
   }
   return false;
 }
