@@ -4,8 +4,8 @@ import type { Options, Sql } from "postgres";
 
 /**
  * The connection pool a module's storage reads and writes through: postgres.js, or Bun's native
- * `Bun.sql` under Bun (ADR 0014). LISTEN, the relay's lease, migrations and change capture stay
- * on postgres.js; this is only the hot path — reads, group commits, raw queries.
+ * `Bun.sql` under Bun (ADR 0014). Only the hot path uses it — reads, group commits, raw queries
+ * and the relay's lease; LISTEN, migrations and change capture stay on postgres.js.
  */
 export interface PgClient {
   readonly kind: "postgres.js" | "bun";
