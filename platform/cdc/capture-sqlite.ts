@@ -261,5 +261,4 @@ export class SqliteCapture {
       source: { connector: "sqlite", db: this.#db, schema: "main", table: r.tbl, module: this.#o.module, lsn: r.seq, commitLsn: r.seq, txId: 0, tsMs: r.at, snapshot: r.op === "r" },
     };
   }
-
 }

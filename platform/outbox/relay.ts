@@ -126,7 +126,6 @@ export class OutboxRelay implements Relay {
       }
     }
   }
-
 }
 
 /** The bus envelope of an outbox row of `module` (either relay). */
