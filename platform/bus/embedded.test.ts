@@ -44,6 +44,43 @@ describe("embedded bus", () => {
     expect(seen.map((d) => d.seq)).toEqual([...seen.map((d) => d.seq)].sort((a, b) => a - b));
   });
 
+  it("counts each consumer's lag exactly as events of its types arrive, are handled and are dead-lettered", async () => {
+    const lag = async () => (await bus.consumerLag()).get("c1");
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const sub = bus.subscribe({
+      consumer: "c1",
+      types: [E],
+      async handle(batch) {
+        // Holds everything until released; "poison" fails every attempt and is dead-lettered.
+        await gate;
+        const results: Array<{ ok: true } | { ok: false; error: Error }> = [];
+        for (const d of batch) {
+          if (d.envelope.aggregateId === "poison") {
+            results.push({ ok: false, error: new Error("poison") });
+            break;
+          }
+          results.push({ ok: true });
+        }
+        return results;
+      },
+    });
+    try {
+      expect(await lag()).toBe(0);
+      await bus.publish([envelope("a"), envelope("a", OTHER), envelope("b")]);
+      expect(await lag()).toBe(2); // counted in the log
+      await bus.publish([envelope("poison"), envelope("c"), envelope("c", OTHER)]);
+      expect(await lag()).toBe(4); // kept in memory since
+      release();
+      await waitFor(async () => (await lag()) === 0, { what: "lag 0 after handling and one dead letter" });
+      expect((await bus.deadLetters("c1")).map((d) => d.envelope.aggregateId)).toEqual(["poison"]);
+      await bus.publish([envelope("d")]);
+      await waitFor(async () => (await lag()) === 0, { what: "lag 0 again" });
+    } finally {
+      await sub.stop();
+    }
+  });
+
   it("keeps events for replay until every consumer passed them and they are older than retention", async () => {
     await bus.publish([envelope("x"), envelope("x")]);
     const { seen } = record(bus, "c1");

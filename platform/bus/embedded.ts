@@ -260,6 +260,12 @@ class EmbeddedSubscription {
   readonly #count: SqlStatement;
   readonly #saveCursor: SqlStatement;
   #cursor: number;
+  /**
+   * Events of this consumer's types after the cursor: counted once in the log (the first `lag()`),
+   * then kept by appends and cursor moves, so a metrics scrape costs nothing however far behind
+   * the consumer is (a COUNT per scrape read every row behind it).
+   */
+  #pending: number | undefined;
   /** The cursor as last written to bus_cursors (see #persistCursor). */
   #savedCursor: number;
   #cursorTimer: ReturnType<typeof setTimeout> | undefined;
@@ -299,6 +305,7 @@ class EmbeddedSubscription {
 
   /** Called after every append: takes the new events in memory if it is live, and wakes up. */
   offer(rows: readonly EventRow[], before: number, head: number): void {
+    if (this.#pending !== undefined) for (const r of rows) if (r.seq > this.#cursor && this.#types.has(r.type)) this.#pending++;
     if (this.#knownUpTo === before) {
       for (const r of rows) if (this.#types.has(r.type)) this.#buffer.push(r);
       this.#knownUpTo = head;
@@ -317,7 +324,8 @@ class EmbeddedSubscription {
   }
 
   lag(): number {
-    return this.#count.get<{ n: number }>(this.#cursor, ...this.opts.types)?.n ?? 0;
+    this.#pending ??= this.#count.get<{ n: number }>(this.#cursor, ...this.opts.types)?.n ?? 0;
+    return this.#pending;
   }
 
   /** The last seq this consumer has passed. */
@@ -454,7 +462,7 @@ class EmbeddedSubscription {
       let okCount = 0;
       while (okCount < pending.length && results[okCount]?.ok) okCount++;
       if (okCount > 0) {
-        this.#advance(pending[okCount - 1]!.seq);
+        this.#advance(pending[okCount - 1]!.seq, okCount);
         pending = pending.slice(okCount);
         attempt = 1;
       }
@@ -502,8 +510,9 @@ class EmbeddedSubscription {
    * batch: after a crash the last few milliseconds of events are delivered again, which the
    * consumer's inbox absorbs — cheaper than a commit per batch on the hot path.
    */
-  #advance(seq: number): void {
+  #advance(seq: number, passed: number): void {
     this.#cursor = seq;
+    if (this.#pending !== undefined) this.#pending -= passed;
     if (!this.#cursorTimer) {
       this.#cursorTimer = setTimeout(() => {
         this.#cursorTimer = undefined;
@@ -532,7 +541,10 @@ class EmbeddedSubscription {
       this.bus.conn.exec("ROLLBACK");
       throw err;
     }
-    if (row.seq > this.#cursor) this.#cursor = this.#savedCursor = row.seq;
+    if (row.seq > this.#cursor) {
+      this.#cursor = this.#savedCursor = row.seq;
+      if (this.#pending !== undefined) this.#pending--;
+    }
   }
 
   #sleep(ms: number): Promise<void> {
