@@ -292,7 +292,13 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         // Bun's own cap answers an empty 413; keep it well above http.maxBodyBytes so the app's
         // limit (413 in the one error shape) is what clients normally meet.
         maxRequestBodySize: Math.max(config.http.maxBodyBytes * 16, 16 * 1024 * 1024),
-        fetch: (req, srv) => http.app.fetch(req, { ip: srv.requestIP(req)?.address } satisfies ConnectionInfo),
+        // The peer's address only when a route asks (the admin guard): it costs a syscall.
+        fetch: (req, srv) =>
+          http.app.fetch(req, {
+            get ip() {
+              return srv.requestIP(req)?.address;
+            },
+          } satisfies ConnectionInfo),
       });
       server = s;
       const port = s.port!;
