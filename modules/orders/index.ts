@@ -14,6 +14,7 @@ import { defineModule, service } from "../../platform/module.ts";
 import { SagaBacklog } from "./commands/admission.ts";
 import { sweepSagas } from "./commands/advance-saga.ts";
 import { expireIdempotencyKeys } from "./commands/expire-idempotency-keys.ts";
+import { PlacedOrders } from "./db/placed-orders.ts";
 import { sagaStore } from "./db/saga-store.ts";
 import { sagaSubscription } from "./events/saga.ts";
 import { OrdersConfig } from "./config.ts";
@@ -39,8 +40,9 @@ export default defineModule<OrdersConfig>({
   start: async (ctx) => {
     const timings = ctx.config.saga;
     const backlog = new SagaBacklog(ctx.storage, timings.maxInFlight, 1_000, (err) => ctx.logger.warn("counting sagas in flight failed", { err }));
-    const deps = { storage: ctx.storage, catalog: ctx.client(CatalogService), customers: ctx.client(CustomerService), timings, backlog };
-    const sagaDeps = { storage: ctx.storage, timings };
+    const orders = new PlacedOrders();
+    const deps = { storage: ctx.storage, catalog: ctx.client(CatalogService), customers: ctx.client(CustomerService), timings, backlog, orders };
+    const sagaDeps = { storage: ctx.storage, timings, orders };
     const retentionMs = ctx.config.idempotencyKeyRetentionHours * 3_600_000;
     // Expired keys go in the background, a few times per retention period (at least hourly).
     const expiry = setInterval(() => {

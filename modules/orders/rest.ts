@@ -43,7 +43,7 @@ export function ordersRoutes(deps: PlaceOrderDeps) {
     // The operator's way out of STUCK: request the pending compensations again.
     app.post("/api/v1/orders/:id/saga/resume", async (c) => {
       const id = pathParam(c, "id", OrderId);
-      await resumeSaga({ storage: deps.storage, timings: deps.timings }, id);
+      await resumeSaga({ storage: deps.storage, timings: deps.timings, orders: deps.orders }, id);
       return c.json(toJson(await getOrder(deps.storage, id)));
     });
   };

@@ -52,7 +52,7 @@ export function toProto(o: Order & { saga?: SagaView }): OrderMsg {
 
 /** The Connect implementation of orders.v1.OrderService: proto in, command/query, proto out. */
 export function ordersRpc(deps: PlaceOrderDeps): ServiceImpl<typeof OrderService> {
-  const sagaDeps = { storage: deps.storage, timings: deps.timings };
+  const sagaDeps = { storage: deps.storage, timings: deps.timings, orders: deps.orders };
   return {
     async placeOrder(req) {
       // proto3 has no "absent": an empty key means the caller wants no idempotency.

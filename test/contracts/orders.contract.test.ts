@@ -10,7 +10,9 @@ import catalog from "../../modules/catalog/index.ts";
 import customers from "../../modules/customers/index.ts";
 import orders from "../../modules/orders/index.ts";
 import type { EventEnvelope } from "../../platform/bus/types.ts";
+import type { ModuleStorage } from "../../platform/module.ts";
 import { errorReason, fieldViolations } from "../../platform/rpc/errors.ts";
+import { PlacedOrders } from "../../modules/orders/db/placed-orders.ts";
 import { collectEvents } from "../support/events.ts";
 import { bootModules, waitFor } from "../support/platform.ts";
 
@@ -198,6 +200,34 @@ describe("orders contract", () => {
     const err = await client.getOrder({ id: "nope" }).catch((e) => e);
     expect(err.code).toBe(Code.NotFound);
     expect(errorReason(err)).toBe("order-not-found");
+  });
+
+  it("keeps placed orders for the saga's steps: read once from the database, then from memory; the least recently used go first", async () => {
+    const placedIds = [];
+    for (let i = 0; i < 3; i++) placedIds.push((await client.placeOrder({ customerId, lines: [{ productId: teh, quantity: i + 1 }] })).order!.id);
+    const storage = t.platform.storage("orders");
+    let reads = 0;
+    const counting: ModuleStorage = { ...storage, module: storage.module, dialect: storage.dialect, read: (q, v) => (reads++, storage.read(q, v)), transact: (b) => storage.transact(b), queryRaw: (q, p) => storage.queryRaw(q, p) };
+    const orders = new PlacedOrders(2);
+
+    const first = await orders.get(counting, placedIds[0]!);
+    expect(first).toEqual({ id: placedIds[0], customerId, totalCents: 1200, lines: [{ productId: teh, quantity: 1, unitPriceCents: 1200, lineTotalCents: 1200 }] });
+    const fromDb = reads;
+    expect(fromDb).toBeGreaterThan(0);
+    expect(await orders.get(counting, placedIds[0]!)).toEqual(first);
+    expect(reads).toBe(fromDb); // from memory
+    expect(await orders.get(counting, "0190f0f0-0000-7000-8000-000000000000")).toBeUndefined();
+
+    // Remembered at placement (as PlaceOrder does after its commit): no read at all.
+    orders.remember({ id: placedIds[1]!, customerId, totalCents: 2400, lines: [] });
+    reads = 0;
+    expect((await orders.get(counting, placedIds[1]!))?.totalCents).toBe(2400);
+    expect(reads).toBe(0);
+    // Capacity 2: the third order pushes out the least recently used (the first).
+    await orders.get(counting, placedIds[2]!);
+    reads = 0;
+    await orders.get(counting, placedIds[0]!);
+    expect(reads).toBeGreaterThan(0);
   });
 
   describe("REST", () => {

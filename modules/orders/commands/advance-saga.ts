@@ -2,8 +2,8 @@ import { Code } from "@connectrpc/connect";
 import type { ModuleStorage, Tx } from "../../../platform/module.ts";
 import { domainError } from "../../../platform/rpc/errors.ts";
 import { WriteConflict } from "../../../platform/storage/statements.ts";
-import type { Order } from "../domain/order.ts";
 import { decide, type Saga, type SagaInput, type SagaTimings, type Transition } from "../domain/saga.ts";
+import type { PlacedOrder, PlacedOrders } from "../db/placed-orders.ts";
 import { sagaStore } from "../db/saga-store.ts";
 import { orderStore } from "../db/store.ts";
 import { sagaCommands } from "../events/publish.ts";
@@ -12,17 +12,19 @@ import { sagaCommands } from "../events/publish.ts";
 export interface SagaDeps {
   readonly storage: ModuleStorage;
   readonly timings: SagaTimings;
+  /** Recent orders as placed (absent: read each time). */
+  readonly orders?: PlacedOrders;
 }
 
-/** A saga with its order (the commands need the lines, the customer and the total). */
+/** A saga with its order as placed (the commands need the lines, the customer and the total). */
 export interface LoadedSaga {
   readonly saga: Saga;
-  readonly order: Order;
+  readonly order: PlacedOrder;
 }
 
 /** Reads a saga and its order; undefined if the order does not exist. */
-export async function loadSaga(storage: ModuleStorage, orderId: string): Promise<LoadedSaga | undefined> {
-  const [saga, order] = await Promise.all([sagaStore.byOrder(storage, orderId), orderStore.byId(storage, orderId)]);
+export async function loadSaga(deps: Pick<SagaDeps, "storage" | "orders">, orderId: string): Promise<LoadedSaga | undefined> {
+  const [saga, order] = await Promise.all([sagaStore.byOrder(deps.storage, orderId), deps.orders ? deps.orders.get(deps.storage, orderId) : orderStore.byId(deps.storage, orderId)]);
   return saga && order ? { saga, order } : undefined;
 }
 
@@ -49,7 +51,7 @@ export async function sweepSagas(deps: SagaDeps, now: number, limit = 256): Prom
   const due = await sagaStore.due(deps.storage, now, limit);
   const moved = await Promise.all(
     due.map(async ({ orderId }) => {
-      const loaded = await loadSaga(deps.storage, orderId);
+      const loaded = await loadSaga(deps, orderId);
       const tr = loaded && decide(loaded.saga, { kind: "timeout" }, now, deps.timings);
       if (!tr) return 0;
       try {
@@ -70,7 +72,7 @@ export async function sweepSagas(deps: SagaDeps, now: number, limit = 256): Prom
  */
 export async function resumeSaga(deps: SagaDeps, orderId: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const loaded = await loadSaga(deps.storage, orderId);
+    const loaded = await loadSaga(deps, orderId);
     if (!loaded) throw domainError(Code.NotFound, "order-not-found", `order ${orderId} does not exist`, "orders", { orderId });
     const now = Date.now();
     const tr = loaded.saga.state === "STUCK" ? decide(loaded.saga, { kind: "resume" }, now, deps.timings) : undefined;

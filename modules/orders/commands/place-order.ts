@@ -10,6 +10,7 @@ import { startSaga, type SagaTimings } from "../domain/saga.ts";
 import { sagaStore } from "../db/saga-store.ts";
 import { idempotencyStore, orderStore } from "../db/store.ts";
 import { orderCreated } from "../events/publish.ts";
+import type { PlacedOrders } from "../db/placed-orders.ts";
 import type { SagaBacklog } from "./admission.ts";
 import type { PlaceOrderInput } from "./inputs.ts";
 
@@ -21,6 +22,8 @@ export interface PlaceOrderDeps {
   readonly timings: SagaTimings;
   /** Refuses new orders while too many sagas are in flight (absent: no limit). */
   readonly backlog?: SagaBacklog;
+  /** Told every placed order after its commit, for the saga's steps. */
+  readonly orders?: PlacedOrders;
 }
 
 /** The placed order; `replayed` when an earlier request with the same idempotency key placed it. */
@@ -69,6 +72,7 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput, i
       return { order, replayed: false };
     });
     deps.backlog?.placed();
+    deps.orders?.remember(order);
     return placed;
   } catch (err) {
     if (!(err instanceof KeyTaken)) throw err;

@@ -23,7 +23,7 @@ export function orderCreated(tx: Tx, o: Order): void {
 }
 
 /** Writes what a saga transition must send or announce, in the transition's transaction. */
-export function sagaCommands(tx: Tx, order: Order, commands: readonly SagaCommand[]): void {
+export function sagaCommands(tx: Tx, order: Pick<Order, "id" | "customerId" | "totalCents" | "lines">, commands: readonly SagaCommand[]): void {
   for (const c of commands) {
     switch (c.kind) {
       case "reserve-stock":

@@ -17,7 +17,7 @@ export function sagaSubscription(deps: SagaDeps): SubscriptionSpec {
   const orderIdOf = (e: unknown) => (e as { orderId: string }).orderId;
   const step = <D extends DescMessage>(schema: D, input: (e: MessageShape<D>) => SagaInput) =>
     on(schema, {
-      load: (e) => loadSaga(deps.storage, orderIdOf(e)),
+      load: (e) => loadSaga(deps, orderIdOf(e)),
       handle: (e, _meta, tx, loaded) => {
         const orderId = orderIdOf(e);
         // Payments and inventory answer only orders placed here: an unknown one is a poison message.
