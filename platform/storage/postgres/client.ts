@@ -15,7 +15,8 @@ export interface PgClient {
   query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
   /** A connection of the pool to itself, for one transaction. */
   reserve(): Promise<PgReserved>;
-  end(): Promise<void>;
+  /** Closes the pool, letting queries in flight finish for up to `timeoutSeconds` (default 5). */
+  end(timeoutSeconds?: number): Promise<void>;
 }
 
 /** A reserved connection: every `send` goes out at once, in call order (pipelined). */
@@ -51,7 +52,7 @@ export function postgresJsClient(sql: Sql): PgClient {
         release: () => t.release(),
       };
     },
-    end: () => sql.end({ timeout: 5 }),
+    end: (timeoutSeconds = 5) => sql.end({ timeout: timeoutSeconds }),
   };
 }
 
@@ -89,7 +90,7 @@ export async function bunSqlClient(options: Options<{}>, max: number): Promise<P
         release: () => t.release(),
       };
     },
-    end: () => sql.close({ timeout: 5 }),
+    end: (timeoutSeconds = 5) => sql.close({ timeout: timeoutSeconds }),
   };
 }
 

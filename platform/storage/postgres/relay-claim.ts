@@ -63,10 +63,10 @@ export async function acquireRelayLease(
       await abortableDelay(opts.retryMs ?? 500, opts.signal);
     }
   } catch (err) {
-    await client.end().catch(() => {});
+    await client.end(0).catch(() => {});
     throw err;
   }
-  await client.end();
+  await client.end(0);
   return undefined;
 }
 
@@ -117,7 +117,7 @@ class PgRelayLease implements RelayLease {
       this.#lost = true;
       await this.client.query("SELECT pg_advisory_unlock(hashtext('selaras.relay'), hashtext($1))", [this.schema]).catch(() => undefined);
     }
-    await this.client.end().catch(() => {});
+    await this.client.end(0).catch(() => {});
   }
 
   async #guard<R extends Array<{ pid: number }>>(query: () => Promise<R>): Promise<R> {
@@ -139,7 +139,7 @@ class PgRelayLease implements RelayLease {
 
   #drop(): void {
     this.#lost = true;
-    void this.client.end().catch(() => {});
+    void this.client.end(0).catch(() => {});
   }
 }
 
