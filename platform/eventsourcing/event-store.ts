@@ -4,6 +4,7 @@ import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { bigint as pgBigint, pgTable, primaryKey as pgPrimaryKey, text as pgText } from "drizzle-orm/pg-core";
 import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import type { MigrationSet, ModuleStorage, Tx } from "../module.ts";
+import { LruMap } from "../lru.ts";
 import { statementsFor, WriteConflict } from "../storage/statements.ts";
 
 /*
@@ -168,13 +169,7 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
   };
 
   // Kept as snapshot text: a state handed out can be changed by its caller, the text cannot.
-  const cache = new Map<string, { version: number; state: string }>();
-  const remember = (streamId: string, version: number, state: S) => {
-    cache.delete(streamId);
-    if (capacity <= 0) return;
-    if (cache.size >= capacity) cache.delete(cache.keys().next().value!);
-    cache.set(streamId, { version, state: toSnapshot(state) });
-  };
+  const cache = new LruMap<string, { version: number; state: string }>(capacity);
 
   return {
     /** The stream's state: the kept or latest snapshot, with the events after it folded in. */
@@ -187,8 +182,7 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
         state = opts.apply(state, decode(e.type, e.payload));
         version = e.version;
       }
-      if (!kept || version !== kept.version) remember(streamId, version, state);
-      else if (cache.size > 1) (cache.delete(streamId), cache.set(streamId, kept));
+      if (capacity > 0 && version !== kept?.version) cache.set(streamId, { version, state: toSnapshot(state) });
       return { streamId, state, version };
     },
 

@@ -1,3 +1,4 @@
+import { LruMap } from "../../../platform/lru.ts";
 import type { ModuleStorage } from "../../../platform/module.ts";
 import type { Order } from "../domain/order.ts";
 import { orderStore } from "./store.ts";
@@ -12,18 +13,16 @@ export type PlacedOrder = Pick<Order, "id" | "customerId" | "totalCents" | "line
  * the least recently used go first. Orders placed by another instance are read once.
  */
 export class PlacedOrders {
-  readonly #cache = new Map<string, PlacedOrder>();
+  readonly #cache: LruMap<string, PlacedOrder>;
 
-  constructor(private readonly capacity = 10_000) {}
+  constructor(capacity = 10_000) {
+    this.#cache = new LruMap(capacity);
+  }
 
   /** The order as placed; undefined if no such order exists. */
   async get(storage: ModuleStorage, id: string): Promise<PlacedOrder | undefined> {
     const kept = this.#cache.get(id);
-    if (kept) {
-      this.#cache.delete(id);
-      this.#cache.set(id, kept);
-      return kept;
-    }
+    if (kept) return kept;
     const order = await orderStore.byId(storage, id);
     if (order) this.remember(order);
     return order && placed(order);
@@ -31,9 +30,6 @@ export class PlacedOrders {
 
   /** Call after the order's commit. */
   remember(order: PlacedOrder): void {
-    if (this.capacity <= 0) return;
-    this.#cache.delete(order.id);
-    if (this.#cache.size >= this.capacity) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(order.id, placed(order));
   }
 }
