@@ -1,6 +1,7 @@
 import { createServer } from "node:net";
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { waitFor } from "../../test/support/platform.ts";
 import { pgConnect, pgOptions } from "../../test/support/postgres.ts";
 import { bunSqlClient } from "../storage/postgres/client.ts";
 import { isUnreachable } from "./consumer.ts";
@@ -34,8 +35,11 @@ describe("isUnreachable", () => {
     const admin = pgConnect();
     try {
       const [session] = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      // Terminated while a read runs on it (a session ended between reads is replaced silently).
+      const running = client.db.execute(sql`SELECT pg_sleep(30)`).catch((e: unknown) => e); // drizzle wraps it
+      await waitFor(async () => (await admin`SELECT 1 FROM pg_stat_activity WHERE pid = ${session!.pid} AND state = 'active'`).length > 0, { what: "the read to run" });
       await admin`SELECT pg_terminate_backend(${session!.pid})`;
-      const terminated = await client.db.execute(sql`SELECT 1`).catch((e: unknown) => e); // drizzle wraps it
+      const terminated = await running;
       expect(terminated).toBeInstanceOf(Error);
       expect(isUnreachable(terminated)).toBe(true);
       const failing = await client.db.execute(sql`SELECT 1 / 0`).catch((e: unknown) => e);
