@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Doorbell } from "./doorbell.ts";
+import { backoffMs, Doorbell } from "./doorbell.ts";
 
 describe("Doorbell", () => {
   it("a ring ends the sleep in progress and is remembered until the loop clears it", { timeout: 5_000 }, async () => {
@@ -23,5 +23,9 @@ describe("Doorbell", () => {
     expect(second).toBe(false);
     bell.ring();
     await next;
+  });
+
+  it("backs off from 100 ms, doubling, to at most 5 s", () => {
+    expect([1, 2, 3, 6, 7, 8, 50].map(backoffMs)).toEqual([100, 200, 400, 3200, 5000, 5000, 5000]);
   });
 });

@@ -30,3 +30,8 @@ export class Doorbell {
     });
   }
 }
+
+/** A loop's pause after its `failures`-th failure in a row: 100 ms, doubling, at most 5 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+}

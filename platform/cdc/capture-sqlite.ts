@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { basename } from "node:path";
 import type { Bus } from "../bus/types.ts";
-import { Doorbell } from "../doorbell.ts";
+import { backoffMs, Doorbell } from "../doorbell.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { SqliteModuleStorage } from "../storage/module-storage.ts";
 import type { SqliteConnection } from "../storage/sqlite.ts";
@@ -243,7 +243,7 @@ export class SqliteCapture {
       } catch (err) {
         if (!this.#running) break;
         failures++;
-        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+        const delay = backoffMs(failures);
         logger.warn("cdc could not publish changes; retrying", { module, err, retryInMs: delay });
         await this.#bell.sleep(delay);
       }

@@ -1,5 +1,5 @@
 import type { Bus, EventEnvelope } from "../bus/types.ts";
-import { Doorbell } from "../doorbell.ts";
+import { backoffMs, Doorbell } from "../doorbell.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { OutboxRow, PlatformStorage } from "../storage/module-storage.ts";
@@ -92,7 +92,7 @@ export class OutboxRelay implements Relay {
         } catch (err) {
           if (!this.#running) break;
           failures++;
-          const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+          const delay = backoffMs(failures);
           logger.warn("outbox relay could not read the outbox; retrying", { module, err, retryInMs: delay });
           await this.#bell.sleep(delay);
           continue;
@@ -120,7 +120,7 @@ export class OutboxRelay implements Relay {
         failures = 0;
       } catch (err) {
         failures++;
-        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+        const delay = backoffMs(failures);
         logger.warn("outbox relay could not publish; retrying", { module, err, retryInMs: delay, backlog: rows.length });
         await this.#bell.sleep(delay);
       }
