@@ -12,7 +12,7 @@ const saga = z
       .min(0)
       .default(5_000)
       .describe(
-        "Sagas not done yet (all instances', read from the orders database every second) at which PlaceOrder refuses new orders (429, reason orders-overloaded, Retry-After) until the backlog drains. Orders accepted faster than the saga finishes them would otherwise wait past paymentTimeoutMs/stockTimeoutMs and be cancelled. Keep it below what the system finishes within those timeouts (measured: ~1,300 sagas/s embedded, ~330/s on Postgres + NATS on 2 cores). 0: no limit.",
+        "Sagas not done yet (all instances', read from the orders database every second) at which PlaceOrder refuses new orders (429, reason orders-overloaded, Retry-After) until the backlog drains. Orders accepted faster than the saga finishes them would otherwise wait past paymentTimeoutMs/stockTimeoutMs and be cancelled. Keep it below what the system finishes within those timeouts (measured here on 2 cores: ~1,470–1,500 sagas/s embedded, ~350/s on Postgres + NATS). 0: no limit.",
       ),
   })
   .prefault({})
