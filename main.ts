@@ -20,8 +20,13 @@ import { capturesOf } from "./platform/cdc/index.ts";
 import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
 import { allModules } from "./modules.ts";
+import type { ModuleManifest } from "./platform/module.ts";
 
-async function main(): Promise<number> {
+/**
+ * Runs the binary with `modules` (default: every module of modules.ts); resolves with the exit
+ * code. The bench starts it with a subset (bench/one-hop-server.ts).
+ */
+export async function main(modules: readonly ModuleManifest<any>[] = allModules): Promise<number> {
   let loaded;
   try {
     loaded = loadConfig({ argv: process.argv.slice(2), env: process.env, cwd: process.cwd() });
@@ -52,7 +57,7 @@ async function main(): Promise<number> {
   }
   let plan;
   try {
-    plan = planProcess(loaded.config, allModules);
+    plan = planProcess(loaded.config, modules);
   } catch (err) {
     if (err instanceof TopologyError) {
       process.stderr.write(`${err.message}\n\nSee README.md, "Topology", for the format.\n`);
@@ -83,7 +88,7 @@ async function main(): Promise<number> {
   }
   let platform;
   try {
-    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes, captures: capturesOf(allModules) });
+    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes, captures: capturesOf(modules) });
   } catch (err) {
     process.stderr.write(`selaras failed to start: ${(err as Error).message}\n`);
     return 1;
@@ -108,4 +113,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-process.exitCode = await main();
+if (import.meta.main) process.exitCode = await main();

@@ -79,14 +79,19 @@ function commitsPerOrder(step: E2e["saturation"]): string {
   return `${round(commits / step.accepted)} / ${round(bodies / commits)}`;
 }
 
-/** Rows of an end-to-end phase; `prefix` names the phase in every row ("" for the embedded one). */
-export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row[] {
+/**
+ * Rows of an end-to-end phase; `prefix` names the phase in every row. Without `bars` (the full
+ * system: its bars are the saga's) every figure is reported as information.
+ */
+export function e2eRows(e: E2e, bars: E2eBars | undefined, prefix = ""): Row[] {
   const s = e.saturation;
   const f = e.fixedRate;
   const p = prefix ? `${prefix}: ` : "";
-  const lagBar = (x: number | null, bar: number) => (x === null ? undefined : x <= bar);
+  const lagBar = (x: number | null, bar: number | undefined) => (x === null || bar === undefined ? undefined : x <= bar);
   const flag = (overflow: boolean) => (overflow ? " (≥, overflow)" : "");
-  const tput = `≥ ${bars.ordersPerSec.toLocaleString("en-US")}`;
+  const tput = bars ? `≥ ${bars.ordersPerSec.toLocaleString("en-US")}` : "";
+  const atLeast = (x: number) => (bars ? x >= bars.ordersPerSec : undefined);
+  const atMost = (bar: number | undefined) => (bar === undefined ? "" : `≤ ${bar} ms`);
   const c = s.cpuWhileLoading;
   const services = c.postgresCores === null ? "" : ` / Postgres ${c.postgresCores} / NATS ${c.natsCores}`;
   const byProcess = Object.keys(c.serverCoresByProcess).length > 1 ? ` (${Object.entries(c.serverCoresByProcess).map(([n, v]) => `${n} ${v ?? "n/a"}`).join(", ")})` : "";
@@ -95,11 +100,11 @@ export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row
       `${p}Saturation: accepted orders/s (${s.clients} clients, ${s.seconds} s)`,
       `${fmt(s.acceptedPerSec, "orders/s")}${s.throttled > 0 ? ` (${s.throttled.toLocaleString("en-US")} refused as overloaded, 429)` : ""}`,
       tput,
-      s.acceptedPerSec >= bars.ordersPerSec,
+      atLeast(s.acceptedPerSec),
     ),
     s.caughtUp
-      ? row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, fmt(s.endToEndPerSec, "orders/s"), tput, s.endToEndPerSec >= bars.ordersPerSec)
-      : row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, `< ${fmt(s.endToEndPerSec, "orders/s")} (not caught up)`, tput, false),
+      ? row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, fmt(s.endToEndPerSec, "orders/s"), tput, atLeast(s.endToEndPerSec))
+      : row(`${p}Saturation: end-to-end orders/s (until read model caught up)`, `< ${fmt(s.endToEndPerSec, "orders/s")} (not caught up)`, tput, bars ? false : undefined),
     row(`${p}Saturation: read model caught up after`, s.caughtUp ? fmt(s.caughtUpAfterSec, "s") : `not after ${fmt(s.caughtUpAfterSec, "s")}: ${s.notCaughtUp}`),
     row(`${p}Saturation: client HTTP p50 / p99`, `${fmt(s.client.p50Ms, "ms")} / ${fmt(s.client.p99Ms, "ms")}`),
     row(
@@ -112,9 +117,9 @@ export function e2eRows(e: E2e, bars: E2eBars = EMBEDDED_BARS, prefix = ""): Row
       fmt(f.acceptedPerSec, "orders/s") + (f.acceptedPerSec < 0.95 * f.targetRate ? " (server fell behind)" : "") + (f.notSettled ? " (not settled 120 s after: lag figures incomplete)" : ""),
     ),
     row(`${p}Fixed rate: 202 → read model p50`, fmt(f.readModelLag.p50Ms, "ms") + flag(f.readModelLag.overflow)),
-    row(`${p}Fixed rate: 202 → read model p99`, fmt(f.readModelLag.p99Ms, "ms") + flag(f.readModelLag.overflow), `≤ ${bars.readModelP99Ms} ms`, lagBar(f.readModelLag.p99Ms, bars.readModelP99Ms)),
+    row(`${p}Fixed rate: 202 → read model p99`, fmt(f.readModelLag.p99Ms, "ms") + flag(f.readModelLag.overflow), atMost(bars?.readModelP99Ms), lagBar(f.readModelLag.p99Ms, bars?.readModelP99Ms)),
     row(`${p}Fixed rate: relay lag (orders) p50`, fmt(f.relayLag.p50Ms, "ms") + flag(f.relayLag.overflow)),
-    row(`${p}Fixed rate: relay lag (orders) p99`, fmt(f.relayLag.p99Ms, "ms") + flag(f.relayLag.overflow), `≤ ${bars.relayP99Ms} ms`, lagBar(f.relayLag.p99Ms, bars.relayP99Ms)),
+    row(`${p}Fixed rate: relay lag (orders) p99`, fmt(f.relayLag.p99Ms, "ms") + flag(f.relayLag.overflow), atMost(bars?.relayP99Ms), lagBar(f.relayLag.p99Ms, bars?.relayP99Ms)),
     row(`${p}Fixed rate: client HTTP p50 / p99`, `${fmt(f.client.p50Ms, "ms")} / ${fmt(f.client.p99Ms, "ms")}`),
     row(`${p}Read model holds every accepted order (sample)`, `${e.readModelCheck.found}/${e.readModelCheck.expected}`, "all", e.readModelCheck.ok),
   ];

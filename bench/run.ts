@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem, platform as osPlatform, arch, release } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { runE2eBench } from "./e2e.ts";
+import { ONE_HOP_MODULES } from "./one-hop.ts";
 import { infraProblem } from "./infra.ts";
 import { cdcRows, e2eRows, EMBEDDED_BARS, formatTable, replayRows, rpcRows, sagaRows, type E2eBars, type Row, type StepBars } from "./report.ts";
 import { runRpcBench } from "./rpc.ts";
@@ -20,7 +21,6 @@ import type { SystemKind } from "./system.ts";
 import { otherLoadCores, progress } from "./util.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const E2E_MODULES = ["catalog", "customers", "orders", "order-history"];
 
 const HELP = `bun run bench [options]
 
@@ -30,6 +30,10 @@ const HELP = `bun run bench [options]
   --skip-postgres      skip phase 3 (one process on Postgres + NATS)
   --skip-split         skip phase 4 (the processes of config/split.json on Postgres + NATS;
                        load goes to the process hosting orders)
+  --skip-one-hop       skip the one-hop run of phases 2-4 (2a, 3a, 4a: order → read model with
+                       only catalog, customers, orders and order-history; the bars of issue 3)
+  --skip-full          skip the full-system run of phases 2-4 (2b, 3b, 4b: every module, the
+                       saga, replay and CDC steps)
   --clients=N          saturation: concurrent keep-alive clients (default 64)
   --seconds=N          saturation: seconds of load (default 20; quick 5)
   --rate=N             fixed-rate phase, embedded: orders/s (default 1000)
@@ -56,47 +60,92 @@ roles, capture slots, publications and streams under a random prefix.
 `;
 
 /**
- * The end-to-end phases: topology, phase number, table prefix, bars; which optional steps run in
- * each (`replay`, `cdc`; the saga figures come from every phase) and their bars (issues 4 and 5).
+ * The end-to-end phases: topology, phase, table prefix, bars; which optional steps run in each
+ * (`saga`, `replay`, `cdc`) and their bars (issues 4 and 5). Each topology runs twice: as one hop
+ * (`one-hop.ts`: order → read model, nothing else consuming — what the throughput and latency bars
+ * of PRODUCT.md and issue 3 are set for) and as the full system, where every order runs the saga
+ * (its bars are the saga's, issue 4; its order → read-model figures are information).
  */
-const E2E_PHASES: ReadonlyArray<{ kind: SystemKind; phase: number; name: string; prefix: string; bars: E2eBars; skipFlag: string; steps: StepBars; replay: boolean; cdc: boolean }> = [
+const E2E_PHASES: ReadonlyArray<{
+  kind: SystemKind;
+  oneHop: boolean;
+  phase: string;
+  name: string;
+  prefix: string;
+  bars?: E2eBars;
+  skipFlag: string;
+  steps: StepBars;
+  saga: boolean;
+  replay: boolean;
+  cdc: boolean;
+}> = [
+  { kind: "embedded", oneHop: true, phase: "2a", name: "embedded, one hop", prefix: "Embedded one hop", bars: EMBEDDED_BARS, skipFlag: "skip-e2e", steps: {}, saga: false, replay: false, cdc: false },
   {
     kind: "embedded",
-    phase: 2,
-    name: "embedded end to end",
-    prefix: "",
-    bars: EMBEDDED_BARS,
+    oneHop: false,
+    phase: "2b",
+    name: "embedded, full system",
+    prefix: "Embedded full",
     skipFlag: "skip-e2e",
     steps: { saga: { confirmedPerSec: 3000, p99Ms: 25, rate: 1000 }, replayEventsPerSec: 50_000 },
+    saga: true,
     replay: true,
     cdc: false,
   },
   {
     kind: "postgres",
-    phase: 3,
-    name: "one process on Postgres + NATS",
-    prefix: "PG 1 process",
+    oneHop: true,
+    phase: "3a",
+    name: "one process on Postgres + NATS, one hop",
+    prefix: "PG 1 process one hop",
     bars: { ordersPerSec: 1500, readModelP99Ms: 50, relayP99Ms: 20 },
     skipFlag: "skip-postgres",
+    steps: {},
+    saga: false,
+    replay: false,
+    cdc: false,
+  },
+  {
+    kind: "postgres",
+    oneHop: false,
+    phase: "3b",
+    name: "one process on Postgres + NATS, full system",
+    prefix: "PG 1 process full",
+    skipFlag: "skip-postgres",
     steps: { cdc: { p99Ms: 100, rate: 500 } },
+    saga: true,
     replay: true,
     cdc: true,
   },
   {
     kind: "split",
-    phase: 4,
-    name: "config/split.json processes on Postgres + NATS",
-    prefix: "PG split",
+    oneHop: true,
+    phase: "4a",
+    name: "config/split.json on Postgres + NATS, one hop (core, orders, history)",
+    prefix: "PG split one hop",
     bars: { ordersPerSec: 1000, readModelP99Ms: 50, relayP99Ms: 20 },
     skipFlag: "skip-split",
+    steps: {},
+    saga: false,
+    replay: false,
+    cdc: false,
+  },
+  {
+    kind: "split",
+    oneHop: false,
+    phase: "4b",
+    name: "config/split.json processes on Postgres + NATS, full system",
+    prefix: "PG split full",
+    skipFlag: "skip-split",
     steps: { saga: { confirmedPerSec: 500, p99Ms: 150, rate: 200 } },
+    saga: true,
     replay: false,
     cdc: false,
   },
 ];
 /** How long the bench lets a replay run before it gives up (and reports the rate so far). */
 const REPLAY_TIMEOUT_MS = 600_000;
-const PHASES = 1 + E2E_PHASES.length;
+const PHASES = 1 + new Set(E2E_PHASES.map((p) => p.kind)).size;
 
 function parseArgs(argv: string[]) {
   const flags = new Map<string, string | true>();
@@ -112,7 +161,7 @@ function parseArgs(argv: string[]) {
     flags.set(m[1]!, m[2] ?? true);
   }
   const known = [
-    ...["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"],
+    ...["quick", "skip-rpc", "skip-e2e", "skip-postgres", "skip-split", "skip-one-hop", "skip-full", "clients", "seconds", "rate", "pg-rate", "rate-seconds", "out", "strict", "help", "profile-server"],
     ...["skip-saga", "saga-rate", "saga-pg-rate", "skip-replay", "skip-cdc", "cdc-rate"],
   ];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}\n\n${HELP}`);
@@ -173,9 +222,9 @@ async function registeredModules(): Promise<{ names: string[]; missing: string[]
   try {
     const { allModules } = (await import("../modules.ts")) as typeof import("../modules.ts");
     const names = allModules.map((m) => m.name);
-    return { names, missing: E2E_MODULES.filter((m) => !names.includes(m)) };
+    return { names, missing: ONE_HOP_MODULES.filter((m) => !names.includes(m)) };
   } catch (err) {
-    return { names: [], missing: E2E_MODULES, error: (err as Error).message };
+    return { names: [], missing: [...ONE_HOP_MODULES], error: (err as Error).message };
   }
 }
 
@@ -220,15 +269,16 @@ async function main(): Promise<number> {
   let infra: Promise<string | undefined> | undefined;
   for (const ph of E2E_PHASES) {
     const title = `Phase ${ph.phase}: ${ph.name}`;
-    const key = ph.kind === "embedded" ? "e2e" : ph.kind;
+    const key = `${ph.kind === "embedded" ? "e2e" : ph.kind}${ph.oneHop ? "OneHop" : ""}`;
     const skip = (why: string, value: string) => {
       progress(`phase ${ph.phase}/${PHASES}: ${ph.name} SKIPPED — ${why}`);
       out[key] = { skipped: why };
       rows.push({ metric: title, value, bar: "—", result: "skip" });
     };
-    if (opts.skip(ph.skipFlag)) {
-      out[key] = { skipped: `--${ph.skipFlag}` };
-      rows.push({ metric: title, value: `skipped (--${ph.skipFlag})`, bar: "—", result: "skip" });
+    const skipFlag = [ph.skipFlag, ph.oneHop ? "skip-one-hop" : "skip-full"].find((f) => opts.skip(f));
+    if (skipFlag) {
+      out[key] = { skipped: `--${skipFlag}` };
+      rows.push({ metric: title, value: `skipped (--${skipFlag})`, bar: "—", result: "skip" });
       continue;
     }
     if (mods.missing.length > 0) {
@@ -242,20 +292,21 @@ async function main(): Promise<number> {
         continue;
       }
     }
-    progress(`phase ${ph.phase}/${PHASES}: ${ph.name} (modules: ${mods.names.join(", ")})`);
+    progress(`phase ${ph.phase}/${PHASES}: ${ph.name} (modules: ${mods.names.filter((m) => !ph.oneHop || ONE_HOP_MODULES.includes(m)).join(", ")})`);
     try {
       const embedded = ph.kind === "embedded";
       const rate = embedded ? opts.e2e.rate : opts.pgRate;
-      const saga = opts.saga && { rate: embedded ? opts.saga.rate : opts.saga.pgRate };
+      const saga = opts.saga && ph.saga ? { rate: embedded ? opts.saga.rate : opts.saga.pgRate } : undefined;
       const replay = opts.replay && ph.replay ? { timeoutMs: REPLAY_TIMEOUT_MS } : undefined;
       const cdc = ph.cdc ? opts.cdc : undefined;
-      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, label: embedded ? "e2e" : ph.kind, saga, replay, cdc });
+      const label = `${embedded ? "e2e" : ph.kind}${ph.oneHop ? "/one-hop" : ""}`;
+      const e = await runE2eBench({ root: ROOT, modules: mods.names, ...opts.e2e, rate, kind: ph.kind, oneHop: ph.oneHop, label, saga, replay, cdc });
       out[key] = { bars: { ...ph.bars, ...ph.steps }, ...e };
       rows.push(...e2eRows(e, ph.bars, ph.prefix));
       const p = ph.prefix ? `${ph.prefix}: ` : "";
       const skipped = (what: string, flag: string) => rows.push({ metric: `${p}${what}`, value: `skipped (--${flag})`, bar: "—", result: "skip" });
-      if (opts.saga) rows.push(...sagaRows(e, ph.steps, ph.prefix));
-      else skipped("Saga", "skip-saga");
+      if (saga) rows.push(...sagaRows(e, ph.steps, ph.prefix));
+      else if (ph.saga) skipped("Saga", "skip-saga");
       if (replay) rows.push(...replayRows(e, ph.steps, ph.prefix));
       else if (ph.replay) skipped("Replay of order-history", "skip-replay");
       if (cdc) rows.push(...cdcRows(e, ph.steps, ph.prefix));
@@ -263,7 +314,7 @@ async function main(): Promise<number> {
       for (const [name, r] of [["saga fixed-rate step", e.sagaRate], ["replay", e.replay], ["cdc", e.cdc]] as const) {
         if (r && "stepError" in r) errors.push(`phase ${ph.phase} (${ph.kind}), ${name} failed: ${r.stepError}`);
       }
-      if (opts.e2e.profileDir) progress(`server CPU profiles written under ${opts.e2e.profileDir}/${ph.kind}-*`);
+      if (opts.e2e.profileDir) progress(`server CPU profiles written under ${opts.e2e.profileDir}/${ph.kind}${ph.oneHop ? "-one-hop" : ""}-*`);
     } catch (err) {
       errors.push(`phase ${ph.phase} (${ph.kind}) failed: ${(err as Error).stack ?? err}`);
       out[key] = { error: (err as Error).message };

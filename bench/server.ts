@@ -1,5 +1,5 @@
 /**
- * One process of the system under test: `bun main.ts` as a child process on a fresh data dir,
+ * One process of the system under test: `bun main.ts` (or another entry) as a child process on a fresh data dir,
  * with helpers to read its Prometheus metrics and its CPU time. `system.ts` puts one or several
  * together into a topology.
  */
@@ -27,6 +27,8 @@ const CLK_TCK = 100; // USER_HZ; 100 on every Linux this runs on
 
 export interface ServerOptions {
   root: string;
+  /** The script to run, relative to `root` (default `main.ts`). */
+  entry?: string;
   timeoutMs?: number;
   /** Arguments to bun itself (before `main.ts`), e.g. `--cpu-prof`. */
   bunArgs?: string[];
@@ -45,7 +47,7 @@ export interface ServerOptions {
 export async function startServer(opts: ServerOptions): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), "selaras-bench-"));
   const args = opts.args ?? ["--port", "0", "--host", "127.0.0.1"];
-  const proc = Bun.spawn([process.execPath, ...(opts.bunArgs ?? []), "main.ts", "--data-dir", dataDir, "--log-level", "info", ...args], {
+  const proc = Bun.spawn([process.execPath, ...(opts.bunArgs ?? []), opts.entry ?? "main.ts", "--data-dir", dataDir, "--log-level", "info", ...args], {
     cwd: opts.root,
     stdout: "pipe",
     stderr: "pipe",

@@ -5,6 +5,9 @@
  *  - `split`: the processes of config/split.json (each hosting some modules) on Postgres + NATS.
  * The Postgres topologies get a fresh prefix for their schemas, roles and streams, free ports and
  * temp data dirs; `stop()` (also when start-up fails, also on Ctrl-C) drops all of them.
+ * Each topology runs as the full system (every module of modules.ts) or as one hop (`one-hop.ts`:
+ * only the modules of order → read model, from `bench/one-hop-server.ts`; a process of the file
+ * left with no module is not started).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -12,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BENCH_NATS, BENCH_POSTGRES, benchPrefix, deleteStreams, dropPgPrefix, serviceCpuSeconds, streamCount, type PidCpu } from "./infra.ts";
 import type { Sample } from "./prom.ts";
+import { ONE_HOP_MODULES, ONE_HOP_ORDERS_SAGA } from "./one-hop.ts";
 import { startServer, type Server } from "./server.ts";
 import { progress } from "./util.ts";
 
@@ -19,6 +23,8 @@ export type SystemKind = "embedded" | "postgres" | "split";
 
 export interface System {
   readonly kind: SystemKind;
+  /** Only the modules of one hop run (`one-hop.ts`): no saga finishes, nothing but the projection consumes orders. */
+  readonly oneHop: boolean;
   /** The processes by name (`all` when there is one). */
   readonly processes: Readonly<Record<string, Server>>;
   /** Modules the topology hosts. */
@@ -43,6 +49,7 @@ interface TopologyFile {
   bus?: { kind?: string; nats?: Record<string, unknown> };
   host?: string;
   topology: { processes: Record<string, { modules: string[]; port?: number; url?: string; dataDir?: string }> };
+  modules?: Record<string, Record<string, unknown>>;
   [key: string]: unknown;
 }
 
@@ -64,9 +71,10 @@ async function scrapeAll(processes: Record<string, Server>): Promise<Sample[]> {
   return all.flat();
 }
 
-function system(kind: SystemKind, processes: Record<string, Server>, placement: Record<string, string>, stop: () => Promise<void>, prefix?: string): System {
+function system(kind: SystemKind, oneHop: boolean, processes: Record<string, Server>, placement: Record<string, string>, stop: () => Promise<void>, prefix?: string): System {
   return {
     kind,
+    oneHop,
     processes,
     modules: Object.keys(placement),
     prefix,
@@ -91,18 +99,36 @@ function system(kind: SystemKind, processes: Record<string, Server>, placement: 
  * `modules`: what modules.ts registers (the embedded topology hosts all of them).
  * `profileDir`: each process writes a CPU profile into `<profileDir>/<kind>-<process>/` on exit.
  * `serverSets`: `KEY=VALUE` pairs passed as `--set` to every process (after the config file).
+ * `oneHop`: only the modules of one hop (`one-hop.ts`), with orders' saga settings for that.
  */
-export async function startSystem(kind: SystemKind, opts: { root: string; modules: readonly string[]; profileDir?: string; serverSets?: readonly string[] }): Promise<System> {
+export async function startSystem(
+  kind: SystemKind,
+  opts: { root: string; modules: readonly string[]; oneHop?: boolean; profileDir?: string; serverSets?: readonly string[] },
+): Promise<System> {
+  const oneHop = opts.oneHop ?? false;
+  const entry = oneHop ? "bench/one-hop-server.ts" : "main.ts";
+  const modules = oneHop ? opts.modules.filter((m) => ONE_HOP_MODULES.includes(m)) : opts.modules;
   const sets = (opts.serverSets ?? []).flatMap((kv) => ["--set", kv]);
-  const prof = (name: string) => (opts.profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(opts.profileDir, `${kind}-${name}`)}`] : []);
+  const profName = `${kind}${oneHop ? "-one-hop" : ""}`;
+  const prof = (name: string) => (opts.profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(opts.profileDir, `${profName}-${name}`)}`] : []);
   if (kind === "embedded") {
-    const server = await startServer({ root: opts.root, bunArgs: prof("all"), args: ["--port", "0", "--host", "127.0.0.1", ...sets] });
-    return system(kind, { all: server }, Object.fromEntries(opts.modules.map((m) => [m, "all"])), () => server.stop());
+    const sagaSets = oneHop ? Object.entries(ONE_HOP_ORDERS_SAGA).flatMap(([k, v]) => ["--set", `modules.orders.saga.${k}=${v}`]) : [];
+    const server = await startServer({ root: opts.root, entry, bunArgs: prof("all"), args: ["--port", "0", "--host", "127.0.0.1", ...sagaSets, ...sets] });
+    return system(kind, oneHop, { all: server }, Object.fromEntries(modules.map((m) => [m, "all"])), () => server.stop());
   }
 
   const prefix = benchPrefix();
   const file = JSON.parse(readFileSync(join(opts.root, CONFIG[kind]), "utf8")) as TopologyFile;
   const placement: Record<string, string> = {};
+  if (oneHop) {
+    for (const [name, p] of Object.entries(file.topology.processes)) {
+      p.modules = p.modules.filter((m) => modules.includes(m));
+      if (p.modules.length === 0) delete file.topology.processes[name];
+    }
+    const orders = (file.modules ??= {}).orders ?? {};
+    file.modules.orders = { ...orders, saga: { ...(orders.saga as object | undefined), ...ONE_HOP_ORDERS_SAGA } };
+    for (const m of Object.keys(file.modules)) if (!modules.includes(m)) delete file.modules[m];
+  }
   for (const [name, p] of Object.entries(file.topology.processes)) {
     const port = await freePort();
     Object.assign(p, { port, url: `http://127.0.0.1:${port}` });
@@ -149,7 +175,7 @@ export async function startSystem(kind: SystemKind, opts: { root: string; module
   try {
     const names = Object.keys(file.topology.processes);
     const started = await Promise.allSettled(
-      names.map((name) => startServer({ root: opts.root, name, bunArgs: prof(name), args: ["--config", configFile, "--process", name, ...sets], handleSignals: false, timeoutMs: 60_000 })),
+      names.map((name) => startServer({ root: opts.root, entry, name, bunArgs: prof(name), args: ["--config", configFile, "--process", name, ...sets], handleSignals: false, timeoutMs: 60_000 })),
     );
     started.forEach((r, i) => r.status === "fulfilled" && (processes[names[i]!] = r.value));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -160,5 +186,5 @@ export async function startSystem(kind: SystemKind, opts: { root: string; module
     await stop().catch((e: Error) => progress(e.message));
     throw err;
   }
-  return system(kind, processes, placement, stop, prefix);
+  return system(kind, oneHop, processes, placement, stop, prefix);
 }
