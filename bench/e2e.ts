@@ -86,6 +86,23 @@ function consumerFigures(before: Sample[], after: Sample[]) {
   return out;
 }
 
+/**
+ * Every hop's latency between two scrapes: each consumer's (relay commit → consumer commit,
+ * `selaras_consumer_lag_seconds`) and each module's relay (outbox commit → published,
+ * `selaras_relay_lag_seconds`); those without observations left out.
+ */
+function hopFigures(before: Sample[], after: Sample[]) {
+  const of = (name: string, label: string) => {
+    const out: Record<string, HistogramFigures> = {};
+    for (const key of new Set(after.filter((s) => s.name === `${name}_count`).map((s) => s.labels[label]!))) {
+      const f = histogramFigures(before, after, name, { [label]: key });
+      if (f.observations > 0) out[key] = f;
+    }
+    return out;
+  };
+  return { consumers: of("selaras_consumer_lag_seconds", "consumer"), relays: of("selaras_relay_lag_seconds", "module") };
+}
+
 /** Module-to-module calls between two scrapes, by transport and method: calls and p50/p99. */
 function rpcFigures(before: Sample[], after: Sample[]) {
   const out: Record<string, HistogramFigures> = {};
@@ -162,6 +179,7 @@ export async function runE2eBench(opts: E2eOptions) {
         commits: commitFigures(before, after),
         consumers: consumerFigures(before, after),
         rpc: rpcFigures(before, after),
+        hops: hopFigures(before, after),
       };
       return { ...figures, saga: await sagaOf(fixed, startMs, step) };
     };
