@@ -2,7 +2,7 @@
  * `bun run bench` — the benchmark. Prints a table (metric, value, bar, pass/fail) on stdout,
  * progress on stderr, and writes every figure to bench/results/latest.json.
  *
- *   bun run bench               full run (about 7 min; longer when a read model is slow to catch up)
+ *   bun run bench               full run (about 5 min; longer when a read model is slow to catch up)
  *   bun run bench --quick       smoke run (about 3 min)
  *   bun run bench --help        every option
  *
