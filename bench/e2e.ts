@@ -18,6 +18,7 @@ import { closedLoop, openLoop, type LoadResult } from "./load.ts";
 import { cdcStep } from "./cdc.ts";
 import { timeReplay } from "./replay.ts";
 import { readOutcomes, sagaFigures } from "./saga.ts";
+import { ONE_HOP_ENTRY } from "./one-hop.ts";
 import { seed } from "./seed.ts";
 import { startSystem, type System, type SystemKind } from "./system.ts";
 import { progress, round } from "./util.ts";
@@ -122,7 +123,7 @@ export async function runE2eBench(opts: E2eOptions) {
   const oneHop = opts.oneHop ?? false;
   if (oneHop && (opts.saga || opts.replay || opts.cdc)) throw new Error("the saga, replay and CDC steps need the full system, not one hop");
   const scope = oneHop ? ", one hop" : "";
-  const entry = oneHop ? "bun bench/one-hop-server.ts" : "bun main.ts";
+  const entry = `bun ${oneHop ? ONE_HOP_ENTRY : "main.ts"}`;
   progress(`${label}: starting the ${kind} topology${kind === "embedded" ? ` (\`${entry}\` on a fresh data dir${scope})` : ` (${kind === "split" ? "config/split.json" : "config/single-postgres.json"} on Postgres + NATS${scope})`}`);
   const server = await startSystem(kind, { root: opts.root, modules: opts.modules, oneHop, profileDir: opts.profileDir, serverSets: opts.serverSets });
   try {

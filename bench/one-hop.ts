@@ -4,6 +4,9 @@
  * runs main.ts with these modules only.
  */
 
+/** The script that runs main.ts with only `ONE_HOP_MODULES`, relative to the repository root. */
+export const ONE_HOP_ENTRY = "bench/one-hop-server.ts";
+
 /** The modules one hop needs: the order, its prices and customer, the read model. */
 export const ONE_HOP_MODULES: readonly string[] = ["catalog", "customers", "orders", "order-history"];
 

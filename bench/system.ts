@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BENCH_NATS, BENCH_POSTGRES, benchPrefix, deleteStreams, dropPgPrefix, serviceCpuSeconds, streamCount, type PidCpu } from "./infra.ts";
 import type { Sample } from "./prom.ts";
-import { ONE_HOP_MODULES, ONE_HOP_ORDERS_SAGA } from "./one-hop.ts";
+import { ONE_HOP_ENTRY, ONE_HOP_MODULES, ONE_HOP_ORDERS_SAGA } from "./one-hop.ts";
 import { startServer, type Server } from "./server.ts";
 import { progress } from "./util.ts";
 
@@ -106,7 +106,7 @@ export async function startSystem(
   opts: { root: string; modules: readonly string[]; oneHop?: boolean; profileDir?: string; serverSets?: readonly string[] },
 ): Promise<System> {
   const oneHop = opts.oneHop ?? false;
-  const entry = oneHop ? "bench/one-hop-server.ts" : "main.ts";
+  const entry = oneHop ? ONE_HOP_ENTRY : "main.ts";
   const modules = oneHop ? opts.modules.filter((m) => ONE_HOP_MODULES.includes(m)) : opts.modules;
   const sets = (opts.serverSets ?? []).flatMap((kv) => ["--set", kv]);
   const profName = `${kind}${oneHop ? "-one-hop" : ""}`;
