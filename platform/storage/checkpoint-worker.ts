@@ -64,6 +64,11 @@ parentPort.on("message", (m) => {
   files.set(m.id, f);
   try {
     f.db = onBun ? new Database(m.file, { readwrite: true }) : new Database(m.file, { fileMustExist: true });
+    // Preparing reads the schema, which waits for a lock another connection may hold a moment:
+    // wait as the main connection does (better-sqlite3 waits 5 s by default; bun:sqlite not at
+    // all, and a registration failed on "database is locked" in CI). A PASSIVE checkpoint
+    // never waits on this handler.
+    f.db.exec("PRAGMA busy_timeout = 5000");
     f.checkpoint = f.db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
     // Whatever an earlier run left in the WAL; also makes sure the WAL index exists.
     f.checkpoint.get();
