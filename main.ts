@@ -21,6 +21,8 @@ import { createPlatform } from "./platform/platform.ts";
 import { planProcess, TopologyError } from "./platform/topology/index.ts";
 import { allModules } from "./modules.ts";
 import type { ModuleManifest } from "./platform/module.ts";
+import type { PlatformConfig } from "./platform/config/schema.ts";
+import { availableParallelism } from "node:os";
 
 /**
  * Runs the binary with `modules` (default: every module of modules.ts); resolves with the exit
@@ -88,7 +90,15 @@ export async function main(modules: readonly ModuleManifest<any>[] = allModules)
   }
   let platform;
   try {
-    platform = await createPlatform({ config: plan.config, modules: plan.modules, remotes: plan.remotes, captures: capturesOf(modules) });
+    platform = await createPlatform({
+      config: withDefaultThreads(plan.config, plan.modules),
+      modules: plan.modules,
+      remotes: plan.remotes,
+      captures: capturesOf(modules),
+      threadEntry: new URL("./module-thread.ts", import.meta.url),
+      // Half the modules gone: exit, so whatever supervises the process restarts all of it.
+      onThreadLost: () => process.exit(1),
+    });
   } catch (err) {
     process.stderr.write(`selaras failed to start: ${(err as Error).message}\n`);
     return 1;
@@ -111,6 +121,21 @@ export async function main(modules: readonly ModuleManifest<any>[] = allModules)
   await platform.stop();
   clearTimeout(deadline);
   return 0;
+}
+
+/** The modules of the reference system that only consume events and call no other module: a module thread's work. */
+const CONSUMER_SIDE = ["payments", "inventory", "notifications", "analytics", "order-history"];
+
+/**
+ * `threads.workers` when the configuration leaves it unset: one embedded process on 2 or more
+ * cores runs the consumer-side modules it hosts on a thread of their own (ADR 0017), so the
+ * binary uses the second core. A topology's processes, the NATS bus and one core: none.
+ */
+export function withDefaultThreads(config: PlatformConfig, modules: readonly ModuleManifest<any>[], cores = availableParallelism()): PlatformConfig {
+  if (config.threads.workers !== undefined) return config;
+  const group = CONSUMER_SIDE.filter((name) => modules.some((m) => m.name === name));
+  const use = config.process === undefined && config.bus.kind === "embedded" && cores >= 2 && group.length > 0;
+  return { ...config, threads: { workers: use ? [group] : [] } };
 }
 
 if (import.meta.main) process.exitCode = await main();

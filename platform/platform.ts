@@ -16,10 +16,11 @@ import { Metrics } from "./observability/metrics.ts";
 import { childSpan, formatTraceparent, Tracer } from "./observability/trace.ts";
 import { OutboxRelay, type Relay } from "./outbox/relay.ts";
 import { setUpWalRelays, walRelayedModules } from "./outbox/wal-relays.ts";
-import { mountReadModelAdmin, ReadModels, type ConnectionInfo } from "./read-models/index.ts";
+import { adminGuard, mountReadModelAdmin, ReadModels, type ConnectionInfo } from "./read-models/index.ts";
 import { startGrpcServer, type GrpcServer } from "./rpc/grpc-server.ts";
 import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transport.ts";
 import { createRemoteTransport, type RemoteTransport } from "./rpc/remote-transport.ts";
+import { ModuleThread, planThreads, threadMetrics } from "./threads/host.ts";
 import type { PlatformStorage } from "./storage/module-storage.ts";
 import { openModuleStorage } from "./storage/open.ts";
 import { validateModuleConfig, validateTopology } from "./topology.ts";
@@ -42,6 +43,12 @@ export interface PlatformOptions {
    * the hosted modules declare.
    */
   readonly captures?: readonly CaptureSpec[];
+  /** The bus to use instead of opening the configured one (a module thread's port to the main thread's bus); closed with the platform. */
+  readonly bus?: Bus;
+  /** The entry module of module threads (`threads.workers`): the binary's module-thread.ts. Needed when `threads.workers` is set. */
+  readonly threadEntry?: string | URL;
+  /** Told when a module thread ends unexpectedly: its modules no longer run (the binary exits so a supervisor restarts it). Default: logged, and /readyz fails. */
+  readonly onThreadLost?: (err: Error) => void;
 }
 
 /** A running platform. No globals: several can run side by side in one process. */
@@ -59,6 +66,12 @@ export interface Platform {
   readonly bus: Bus;
   /** A module's storage, for tests and operator tools. */
   storage(module: string): PlatformStorage;
+  /** What /readyz checks: resolves with each check's state, throws when not ready. */
+  ready(): Promise<Record<string, string>>;
+  /** The routes the modules of this platform serve (not health, metrics or admin): what a main thread forwards to a module thread. */
+  readonly moduleRoutes: ReadonlyArray<{ method: string; path: string }>;
+  /** The services (type names) the modules of this platform implement. */
+  readonly services: readonly string[];
   /** The read models this process hosts, with their checkpoints and rebuilds (replay). */
   readonly readModels: ReadModels;
   /** Starts listening (Bun only), and the gRPC server when `grpc.port` is set. Resolves with the bound ports. */
@@ -96,6 +109,12 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   const remotes = opts.remotes ?? [];
   validateTopology(opts.modules, remotes.flatMap((r) => r.services.map((s) => s.typeName)));
   const moduleConfigs = validateModuleConfig(opts.modules, config.modules);
+  // threads.workers: some modules run on threads of their own (platform/threads, ADR 0017); the rest here.
+  const workers = config.threads.workers ?? [];
+  const threadPlan = workers.length > 0 ? planThreads(workers, opts.modules) : undefined;
+  if (threadPlan && !(globalThis as { Bun?: unknown }).Bun) throw new Error("threads.workers needs the Bun runtime: module threads run the binary's TypeScript entry");
+  if (threadPlan && opts.threadEntry === undefined) throw new Error("threads.workers is set, but this binary names no module-thread entry (createPlatform's threadEntry)");
+  const hosted = threadPlan ? opts.modules.filter((m) => threadPlan.main.has(m.name)) : opts.modules;
   const metrics = new Metrics();
   const registry = new LocalServiceRegistry();
   mkdirSync(config.dataDir, { recursive: true });
@@ -136,39 +155,41 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     return c as Client<S>;
   };
 
-  const bus = await openBus(config, logger.child({ component: "bus" }));
+  const bus: Bus & { prune?(before: number): Promise<unknown> } = opts.bus ?? (await openBus(config, logger.child({ component: "bus" })));
   const readModels = new ReadModels({ bus, config, tracer, logger });
 
   let storages = new Map<string, PlatformStorage>();
   const instances: Array<{ manifest: ModuleManifest<any>; instance: ModuleInstance }> = [];
   const relays: Relay[] = [];
   const subscriptions: BusSubscription[] = [];
+  const threads: ModuleThread[] = [];
+  let lostThread: Error | undefined;
   let captures: Captures | undefined;
-  const http = createHttpApp({
-    logger,
-    metrics,
-    tracer,
-    maxBodyBytes: config.http.maxBodyBytes,
-    // Ready = able to serve: every module's storage answers (migrations ran before start). The bus
-    // is reported but does not fail readiness: while it is away, writes still commit and their
-    // events wait in the outbox, so a load balancer must keep sending requests.
-    readiness: async () => {
-      if (stopped) throw new Error("shutting down");
-      await Promise.all([...storages.values()].map((s) => s.ping()));
-      const busCheck = await bus.ping().then(
-        () => bus.kind,
-        (err: Error) => `${bus.kind} unreachable, events wait in the outbox: ${err.message}`,
-      );
-      return { storage: "ok", migrations: "ok", bus: busCheck };
-    },
-  });
+  // Ready = able to serve: every module's storage answers (migrations ran before start), on every
+  // module thread too. The bus is reported but does not fail readiness: while it is away, writes
+  // still commit and their events wait in the outbox, so a load balancer must keep sending requests.
+  const ready = async (): Promise<Record<string, string>> => {
+    if (stopped) throw new Error("shutting down");
+    if (lostThread) throw new Error(`a module thread was lost: ${lostThread.message}`);
+    await Promise.all([...storages.values()].map((s) => s.ping()));
+    await Promise.all(threads.map((t) => t.call("ready")));
+    const busCheck = await bus.ping().then(
+      () => bus.kind,
+      (err: Error) => `${bus.kind} unreachable, events wait in the outbox: ${err.message}`,
+    );
+    return { storage: "ok", migrations: "ok", bus: busCheck, ...(threads.length > 0 && { threads: `${threads.length} ok` }) };
+  };
+  const http = createHttpApp({ logger, metrics, tracer, maxBodyBytes: config.http.maxBodyBytes, readiness: ready });
 
   let stopped = false;
   let server: { stop(closeActive?: boolean): void | Promise<void>; port?: number } | undefined;
   let grpcServer: GrpcServer | undefined;
   let servedBindings: readonly ServiceBinding[] = [];
+  let moduleRoutes: ReadonlyArray<{ method: string; path: string }> = [];
   const cleanup = async () => {
     await readModels.stop();
+    // A thread's consumers and relays use this thread's bus: it stops first.
+    for (const t of threads) await t.stop().catch((err: unknown) => logger.error("module thread did not stop cleanly", { modules: t.modules, err }));
     for (const s of subscriptions) await s.stop();
     for (const r of relays) await r.stop();
     await captures?.stop();
@@ -178,21 +199,22 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   };
 
   try {
-    storages = await openModuleStorage(config, opts.modules, {
+    storages = await openModuleStorage(config, hosted, {
       tracer,
       logger,
       onCommit: (module) => {
         const commits = metrics.commitBatch.labels({ module });
         return (n) => commits.observe(n);
       },
-      walRelayed: walRelayedModules(config, opts.modules),
+      walRelayed: walRelayedModules(config, hosted),
     });
     // Before any module writes: a change committed from here on is captured.
     captures = await startCaptures({ config, specs: opts.captures ?? collectCaptures(opts.modules), storages, bus, logger, metrics });
     // outbox.relay = cdc: fails here, before any module starts, when the server or role cannot stream the WAL.
-    const walRelays = await setUpWalRelays({ config, manifests: opts.modules, storages, bus, logger, metrics });
+    const walRelays = await setUpWalRelays({ config, manifests: hosted, storages, bus, logger, metrics });
     const bindings: ServiceBinding[] = [];
-    for (const manifest of opts.modules) {
+    const routesBefore = http.app.routes.length;
+    for (const manifest of hosted) {
       const storage = storages.get(manifest.name)!;
       const ctx: ModuleContext<unknown> = {
         name: manifest.name,
@@ -220,7 +242,18 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       relays.push(relay);
     }
     http.mountServices(bindings);
+    moduleRoutes = uniqueRoutes(http.app.routes.slice(routesBefore));
+    for (const group of threadPlan?.groups ?? []) {
+      const onLost = (err: Error) => {
+        lostThread = err;
+        opts.onThreadLost?.(err);
+      };
+      threads.push(await ModuleThread.start({ entry: opts.threadEntry!, modules: group, config, bus, logger, onLost }));
+    }
+    mountThreadRoutes(threads, { app: http.app, tracer, readModels, token: config.admin.token });
+    readModels.hostedOnThreads(threads.flatMap((t) => t.readModels));
     mountReadModelAdmin(http.app, readModels, { token: config.admin.token, logger });
+    for (const t of threads) metrics.include(() => threadMetrics(t, bus.kind === "embedded"));
     servedBindings = bindings;
   } catch (err) {
     await cleanup().catch(() => {});
@@ -262,11 +295,11 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     const outboxBefore = Date.now() - config.outbox.retentionHours * 3_600_000;
     const busBefore = Date.now() - config.bus.retentionHours * 3_600_000;
     for (const s of storages.values()) s.prune(outboxBefore, busBefore).catch((err) => logger.warn("outbox prune failed", { module: s.module, err }));
-    bus.prune?.(busBefore).catch((err) => logger.warn("bus prune failed", { err }));
+    bus.prune?.(busBefore).catch((err: unknown) => logger.warn("bus prune failed", { err }));
   }, config.outbox.pruneIntervalMs);
   pruneTimer.unref?.();
 
-  logger.info("platform started", { modules: opts.modules.map((m) => m.name), remotes: remotes.map((r) => r.name), dataDir: config.dataDir, bus: bus.kind, relay: config.outbox.relay });
+  logger.info("platform started", { modules: hosted.map((m) => m.name), ...(threads.length > 0 && { threads: threads.map((t) => t.modules) }), remotes: remotes.map((r) => r.name), dataDir: config.dataDir, bus: bus.kind, relay: config.outbox.relay });
 
   return {
     config,
@@ -279,9 +312,15 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     client,
     storage(module) {
       const s = storages.get(module);
-      if (!s) throw new Error(`module ${module} is not hosted by this platform`);
-      return s;
+      if (s) return s;
+      if (threads.some((t) => t.modules.includes(module))) throw new Error(`module ${module} runs on a module thread (threads.workers): its storage belongs to that thread`);
+      throw new Error(`module ${module} is not hosted by this platform`);
     },
+    ready,
+    get moduleRoutes() {
+      return moduleRoutes;
+    },
+    services: servedBindings.map((b) => b.service.typeName),
     async listen() {
       const Bun = (globalThis as { Bun?: typeof import("bun") }).Bun;
       if (!Bun) throw new Error("listen() needs the Bun runtime; under Node use platform.fetch()");
@@ -317,12 +356,15 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     },
     async settle(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
-      for (;;) {
+      for (let quiet = 0; ; ) {
+        // A thread's handlers publish too: its quiet and this thread's must hold in a row, twice.
+        await Promise.all(threads.map((t) => t.call("settle", Math.max(1, deadline - Date.now()))));
         await Promise.all([...relays.map((r) => r.drained()), captures?.drained()]);
         const lag = [...(await bus.consumerLag()).values()].reduce((a, b) => a + b, 0);
         let backlog = 0;
         for (const s of storages.values()) backlog += (await s.outboxStats()).backlog;
-        if (lag === 0 && backlog === 0) return;
+        if (lag === 0 && backlog === 0 && ++quiet >= (threads.length > 0 ? 2 : 1)) return;
+        if (lag !== 0 || backlog !== 0) quiet = 0;
         if (Date.now() > deadline) throw new Error(`platform did not settle within ${timeoutMs} ms (consumer lag ${lag}, outbox backlog ${backlog})`);
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -343,4 +385,36 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       logger.info("platform stopped");
     },
   };
+}
+
+/** Routes as registered, once each, without middleware (`ALL`). */
+function uniqueRoutes(routes: ReadonlyArray<{ method: string; path: string }>): Array<{ method: string; path: string }> {
+  const seen = new Map<string, { method: string; path: string }>();
+  for (const r of routes) if (r.method !== "ALL") seen.set(`${r.method} ${r.path}`, { method: r.method, path: r.path });
+  return [...seen.values()];
+}
+
+/**
+ * Routes the main thread's app forwards to module threads: every route of their modules, and the
+ * read-model admin for the read models they host (the list merges every thread's).
+ */
+function mountThreadRoutes(threads: readonly ModuleThread[], o: { app: Hono; tracer: Tracer; readModels: ReadModels; token: string | undefined }): void {
+  // The thread continues this thread's trace (the request's span), as a remote call would.
+  const traceparent = () => {
+    const t = o.tracer.current();
+    return t && formatTraceparent(t);
+  };
+  for (const t of threads) for (const r of t.routes) o.app.on(r.method, r.path, (c) => t.fetch(c.req.raw, traceparent()));
+  const hosting = threads.filter((t) => t.readModels.length > 0);
+  if (hosting.length === 0) return;
+  const guard = adminGuard(o.token);
+  o.app.get("/admin/v1/read-models", guard, async (c) => {
+    const theirs = await Promise.all(hosting.map(async (t) => ((await (await t.fetch(c.req.raw, traceparent())).json()) as { readModels: unknown[] }).readModels));
+    return c.json({ readModels: [...(await o.readModels.list()), ...theirs.flat()] });
+  });
+  o.app.post("/admin/v1/read-models/:consumer/replay", guard, async (c, next) => {
+    const t = hosting.find((h) => h.readModels.includes(c.req.param("consumer")));
+    if (!t) return next();
+    return t.fetch(c.req.raw, traceparent());
+  });
 }

@@ -66,6 +66,7 @@ describe("defaults", () => {
         },
         sqlite: { synchronous: "NORMAL", walAutocheckpointPages: 1000, checkpoint: "background" },
         shutdown: { drainMs: 0, timeoutMs: 30_000 },
+        threads: {}, // the binary decides (main.ts withDefaultThreads)
         admin: {},
         cdc: { heartbeatMs: 10_000, postgres: {} }, // capture slots stream as storage.postgres.url's administrator
         topology: { processes: {} },

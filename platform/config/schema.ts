@@ -51,7 +51,7 @@ const rpc = z
   .describe("Module-to-module RPC.");
 
 /** Keys a process of a topology may set for itself; everything else is shared by the processes. */
-export const PROCESS_OVERRIDES = ["port", "host", "dataDir", "logLevel", "serviceName", "http", "grpc", "rpc", "outbox", "sqlite", "shutdown"] as const;
+export const PROCESS_OVERRIDES = ["port", "host", "dataDir", "logLevel", "serviceName", "http", "grpc", "rpc", "outbox", "sqlite", "shutdown", "threads"] as const;
 
 // The override values are validated as the process's own configuration (with their keys' real
 // schemas and error messages) by loadConfig, so they are only `unknown` here.
@@ -69,6 +69,7 @@ const processEntry = z.strictObject({
   outbox: z.unknown().optional(),
   sqlite: z.unknown().optional(),
   shutdown: z.unknown().optional(),
+  threads: z.unknown().optional(),
 } satisfies Record<(typeof PROCESS_OVERRIDES)[number] | "modules" | "url", z.ZodType>);
 
 const topology = z
@@ -77,7 +78,7 @@ const topology = z
       .record(z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, "expected a kebab-case process name"), processEntry)
       .default({})
       .describe(
-        'The processes of a split topology, by name: {"orders": {"modules": ["orders"], "url": "http://orders:3000", "port": 3000, "dataDir": "/var/lib/orders"}}. `modules` lists what the process hosts; `url` is where the other processes reach it (needed when they call its modules); any of port, host, dataDir, logLevel, serviceName, http, grpc, rpc, outbox, sqlite override the shared value for that process. Run one with --process NAME. Empty: every module in one process.',
+        'The processes of a split topology, by name: {"orders": {"modules": ["orders"], "url": "http://orders:3000", "port": 3000, "dataDir": "/var/lib/orders"}}. `modules` lists what the process hosts; `url` is where the other processes reach it (needed when they call its modules); any of port, host, dataDir, logLevel, serviceName, http, grpc, rpc, outbox, sqlite, shutdown, threads override the shared value for that process. Run one with --process NAME. Empty: every module in one process.',
       ),
   })
   .prefault({})
@@ -198,6 +199,18 @@ const sqlite = z
   .prefault({})
   .describe("Embedded SQLite storage.");
 
+const threads = z
+  .strictObject({
+    workers: z
+      .array(z.array(z.string().min(1), "expected an array of module names").min(1, "expected at least one module"), "expected an array of module groups")
+      .optional()
+      .describe(
+        'Groups of this process\'s modules that each run on a worker thread of their own (Bun only), e.g. [["payments", "inventory", "notifications", "analytics", "order-history"]]: the second core for modules that only consume events and call no module on another thread. The main thread keeps HTTP (it forwards their routes), the bus and every other module. [] keeps every module on the main thread. Unset: the binary decides — the reference system puts those five modules on one thread when it runs them in one embedded process on 2 or more cores (see README, "Threads", and docs/adr/0017-embedded-modules-on-worker-threads.md).',
+      ),
+  })
+  .prefault({})
+  .describe("Module threads within one process.");
+
 const shutdown = z
   .strictObject({
     drainMs: z
@@ -308,6 +321,7 @@ export const PlatformConfigSchema = z.strictObject({
   storage,
   sqlite,
   shutdown,
+  threads,
   admin,
   cdc,
   topology,

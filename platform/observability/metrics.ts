@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
 
 const latencyBuckets = [0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -71,8 +71,22 @@ export class Metrics {
     return new Counter({ name, help, labelNames, registers: [this.registry] });
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics();
+  readonly #included: Array<() => Promise<MetricObjectWithValues<MetricValue<string>>[]>> = [];
+
+  /**
+   * Adds metrics gathered elsewhere (a module thread's registry) to what `text()` exposes; series
+   * with the same name and labels are summed. A source that fails is left out of that scrape.
+   */
+  include(source: () => Promise<MetricObjectWithValues<MetricValue<string>>[]>): void {
+    this.#included.push(source);
+  }
+
+  async text(): Promise<string> {
+    if (this.#included.length === 0) return this.registry.metrics();
+    const theirs = await Promise.all(this.#included.map((s) => s().catch(() => [])));
+    // Aggregating drops a metric marked "omit" (the process start time); here it is only ours.
+    const mine = (await this.registry.getMetricsAsJSON()).map((m) => (m.aggregator === "omit" ? { ...m, aggregator: "first" as const } : m));
+    return AggregatorRegistry.aggregate([mine, ...theirs]).metrics();
   }
 
   get contentType(): string {

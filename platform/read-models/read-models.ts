@@ -65,6 +65,12 @@ export class ReadModels {
     return [...this.#hosts.keys()];
   }
 
+  /** Read models of this process's module threads: their admin is forwarded there, but an unknown name's error lists them too. */
+  #onThreads: readonly string[] = [];
+  hostedOnThreads(names: readonly string[]): void {
+    this.#onThreads = names;
+  }
+
   async list(): Promise<ReadModelInfo[]> {
     return Promise.all(
       [...this.#hosts.values()].map(async (h) => ({
@@ -82,7 +88,7 @@ export class ReadModels {
   check(consumer: string): void {
     if (this.#stopped) throw domainError(Code.Unavailable, "shutting-down", "the process is shutting down", DOMAIN);
     if (!this.#hosts.has(consumer)) {
-      const known = this.names();
+      const known = [...this.names(), ...this.#onThreads];
       throw domainError(Code.NotFound, "read-model-not-found", `no read model ${consumer} in this process${known.length > 0 ? ` (it hosts ${known.join(", ")})` : " (it hosts none)"}`, DOMAIN);
     }
     if (this.#running.has(consumer)) throw domainError(Code.Aborted, "rebuild-running", `${consumer} is being rebuilt already`, DOMAIN);

@@ -19,7 +19,7 @@ describe.skipIf(!isBun)("the compiled binary (e2e)", () => {
 
   beforeAll(() => {
     const built = join(dir, "build", "selaras");
-    const r = spawnSync("bun", ["build", "--compile", "main.ts", "--outfile", built], { cwd: repoRoot, encoding: "utf8" });
+    const r = spawnSync("bun", ["build", "--compile", "main.ts", "module-thread.ts", "--outfile", built], { cwd: repoRoot, encoding: "utf8" });
     expect(r.status, r.stderr).toBe(0);
     copyFileSync(built, executable);
     rmSync(join(dir, "build"), { recursive: true });

@@ -380,8 +380,11 @@ export async function tableCounts(file: string): Promise<Record<string, number>>
 // ---------------------------------------------------------------------------------------------
 
 /** The topologies every contract suite runs in. */
-export const TOPOLOGIES = ["embedded", "postgres", "split"] as const;
+export const TOPOLOGIES = ["embedded", "threads", "postgres", "split"] as const;
 export type TopologyKind = (typeof TOPOLOGIES)[number];
+
+/** The modules the `threads` topology runs on a module thread (threads.workers): those that only consume events. */
+export const THREAD_MODULES = ["payments", "inventory", "notifications", "analytics", "order-history"] as const;
 
 /** Every module of the platform, as the topology file names them. */
 const ALL_MODULES = ["catalog", "customers", "orders", "payments", "inventory", "order-history", "notifications", "analytics"] as const;
@@ -463,7 +466,8 @@ export interface TopologyOptions {
 
 /**
  * Starts `kind` once (call in `beforeAll`, stop in `afterAll`):
- * - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus (the default);
+ * - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus, every module on the main thread (`threads.workers = []`);
+ * - `threads`: the same with `THREAD_MODULES` on a module thread of their own (what the binary does by default on 2+ cores);
  * - `postgres`: `config/single-postgres.json`, one process on the test Postgres and the shared NATS;
  * - `split`: the three processes of `config/split.json` on the test Postgres and the shared NATS.
  * Config files are written to a temp file with free ports, temp data dirs, the test Postgres URL
@@ -473,7 +477,7 @@ export interface TopologyOptions {
 export async function startTopology(kind: TopologyKind, opts: TopologyOptions = {}): Promise<RunningTopology> {
   const pool = serverPool();
   const natsServers = opts.nats ?? SHARED_NATS;
-  const natsPrefix = kind === "embedded" ? undefined : randomPrefix();
+  const natsPrefix = kind === "embedded" || kind === "threads" ? undefined : randomPrefix();
   // Postgres identifiers: the NATS prefix is already lower-case letters and digits.
   const pgPrefix = natsPrefix;
   const processes: Record<string, RunningServer> = {};
@@ -489,8 +493,10 @@ export async function startTopology(kind: TopologyKind, opts: TopologyOptions = 
     if (left.length > 0) throw new Error(`NATS streams left behind for prefix ${natsPrefix}: ${left.join(", ")}`);
   };
   try {
-    if (kind === "embedded") {
-      startOpts.all = { dataDir: pool.dir(), executable: opts.executable };
+    if (kind === "embedded" || kind === "threads") {
+      // The binary's default on 2+ cores is the threads topology; embedded pins one thread.
+      const threads = ["--set", `threads.workers=${JSON.stringify(kind === "threads" ? [THREAD_MODULES] : [])}`];
+      startOpts.all = { dataDir: pool.dir(), executable: opts.executable, args: threads };
       processes.all = await pool.start(startOpts.all);
       for (const m of ALL_MODULES) placement[m] = "all";
     } else {
@@ -518,6 +524,11 @@ export async function startTopology(kind: TopologyKind, opts: TopologyOptions = 
       for (const name of names) startOpts[name] = { dataDir: dirs[name], defaultArgs: false, args: ["--config", file, "--process", name], executable: opts.executable };
       const started = await Promise.all(names.map((name) => pool.start(startOpts[name])));
       names.forEach((name, i) => (processes[name] = started[i]!));
+    }
+    // The threads topology must really run modules on a thread: readiness counts them.
+    if (kind === "threads") {
+      const checks = ((await (await fetch(`${processes.all!.url}/readyz`)).json()) as { checks?: { threads?: string } }).checks;
+      if (checks?.threads !== "1 ok") throw new Error(`threads topology: /readyz reports no module thread (${JSON.stringify(checks)})`);
     }
     // The NATS topologies must really be on NATS under this run's prefix: start-up created its streams.
     if (natsPrefix && (await listStreams(natsServers, natsPrefix)).length === 0) throw new Error(`${kind} topology: no NATS stream with prefix ${natsPrefix} after start-up`);

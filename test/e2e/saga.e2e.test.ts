@@ -263,7 +263,7 @@ describe.skipIf(!isBun).each(TOPOLOGIES)("order saga over the public API, %s top
     // Stop everything, make every consumer start over from the first event, start again.
     const names = Object.keys(topo.processes);
     for (const name of names) expect(await topo.processes[name]!.stop(), `${name} stops gracefully`).toEqual({ code: 0, signal: null });
-    if (kind === "embedded") {
+    if (kind === "embedded" || kind === "threads") {
       expect(await rewindEmbeddedCursors(join(topo.processes.all!.dataDir, "bus.db")), "consumer cursors rewound").toBe(CONSUMERS.length);
     } else {
       expect(await deleteDurableConsumers(topo.natsPrefix!), "durable consumers deleted").toBeGreaterThanOrEqual(CONSUMERS.length);
