@@ -70,8 +70,6 @@ export interface Platform {
   ready(): Promise<Record<string, string>>;
   /** The routes the modules of this platform serve (not health, metrics or admin): what a main thread forwards to a module thread. */
   readonly moduleRoutes: ReadonlyArray<{ method: string; path: string }>;
-  /** The services (type names) the modules of this platform implement. */
-  readonly services: readonly string[];
   /** The read models this process hosts, with their checkpoints and rebuilds (replay). */
   readonly readModels: ReadModels;
   /** Starts listening (Bun only), and the gRPC server when `grpc.port` is set. Resolves with the bound ports. */
@@ -320,7 +318,6 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     get moduleRoutes() {
       return moduleRoutes;
     },
-    services: servedBindings.map((b) => b.service.typeName),
     async listen() {
       const Bun = (globalThis as { Bun?: typeof import("bun") }).Bun;
       if (!Bun) throw new Error("listen() needs the Bun runtime; under Node use platform.fetch()");

@@ -36,8 +36,6 @@ export class ModuleThread {
   routes: readonly ThreadRoute[] = [];
   /** The read models (consumers) its modules host. */
   readModels: readonly string[] = [];
-  /** The services (type names) its modules implement. */
-  services: readonly string[] = [];
   readonly name: string;
   #nextId = 1;
   readonly #calls = new Map<number, Pending>();
@@ -105,7 +103,6 @@ export class ModuleThread {
             clearTimeout(timer);
             this.routes = m.routes;
             this.readModels = m.readModels;
-            this.services = m.services;
             resolve();
             return;
           case "failed":

@@ -32,7 +32,7 @@ export type ToThread =
 
 /** thread → main. */
 export type FromThread =
-  | { readonly t: "started"; readonly routes: readonly ThreadRoute[]; readonly readModels: readonly string[]; readonly services: readonly string[] }
+  | { readonly t: "started"; readonly routes: readonly ThreadRoute[]; readonly readModels: readonly string[] }
   | { readonly t: "failed"; readonly error: WireError }
   | { readonly t: "head"; readonly id: number; readonly status: number; readonly headers: [string, string][] }
   | { readonly t: "chunk"; readonly id: number; readonly data: Uint8Array }

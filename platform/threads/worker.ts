@@ -79,5 +79,5 @@ export async function runModuleThread(known: readonly ModuleManifest<any>[]): Pr
       );
   });
   control.start();
-  send({ t: "started", routes: platform.moduleRoutes, readModels: platform.readModels.names(), services: platform.services });
+  send({ t: "started", routes: platform.moduleRoutes, readModels: platform.readModels.names() });
 }
