@@ -186,7 +186,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   let moduleRoutes: ReadonlyArray<{ method: string; path: string }> = [];
   const cleanup = async () => {
     await readModels.stop();
-    // A thread's consumers and relays use this thread's bus: it stops first.
+    // The module threads' consumers and relays use the main thread's bus: they stop first.
     for (const t of threads) await t.stop().catch((err: unknown) => logger.error("module thread did not stop cleanly", { modules: t.modules, err }));
     for (const s of subscriptions) await s.stop();
     for (const r of relays) await r.stop();
@@ -360,8 +360,8 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         const lag = [...(await bus.consumerLag()).values()].reduce((a, b) => a + b, 0);
         let backlog = 0;
         for (const s of storages.values()) backlog += (await s.outboxStats()).backlog;
-        if (lag === 0 && backlog === 0 && ++quiet >= (threads.length > 0 ? 2 : 1)) return;
-        if (lag !== 0 || backlog !== 0) quiet = 0;
+        quiet = lag === 0 && backlog === 0 ? quiet + 1 : 0;
+        if (quiet >= (threads.length > 0 ? 2 : 1)) return;
         if (Date.now() > deadline) throw new Error(`platform did not settle within ${timeoutMs} ms (consumer lag ${lag}, outbox backlog ${backlog})`);
         await new Promise((r) => setTimeout(r, 5));
       }

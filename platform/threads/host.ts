@@ -153,13 +153,11 @@ export class ModuleThread {
     return new Promise<Response>((resolve, reject) => {
       let controller!: ReadableStreamDefaultController<Uint8Array>;
       let headed = false;
-      const stream = new ReadableStream<Uint8Array>({
-        start: (c) => void (controller = c),
-        cancel: () => {
-          this.#fetches.delete(id);
-          if (!this.#lost) this.control.postMessage({ t: "abort", id } satisfies ToThread);
-        },
-      });
+      // The client went away (before or during the answer): the thread stops serving it.
+      const abort = () => {
+        if (this.#fetches.delete(id) && !this.#lost) this.control.postMessage({ t: "abort", id } satisfies ToThread);
+      };
+      const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c), cancel: abort });
       this.#fetches.set(id, {
         head: (status, headers) => {
           headed = true;
@@ -173,7 +171,7 @@ export class ModuleThread {
           else controller.close();
         },
       });
-      req.signal?.addEventListener("abort", () => this.#fetches.has(id) && !this.#lost && this.control.postMessage({ t: "abort", id } satisfies ToThread), { once: true });
+      req.signal?.addEventListener("abort", abort, { once: true });
       try {
         const headers = [...req.headers].filter(([k]) => traceparent === undefined || k !== "traceparent");
         if (traceparent !== undefined) headers.push(["traceparent", traceparent]);
@@ -185,7 +183,7 @@ export class ModuleThread {
     });
   }
 
-  /** Its metrics, for the process's /metrics (see `mergeThreadMetrics`). */
+  /** Its metrics, for the process's /metrics (see `threadMetrics`). */
   metrics(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
     return this.call("metrics");
   }
