@@ -159,6 +159,30 @@ export function busConformance(name: string, makeHome: () => Promise<BusHome>): 
       expect(seen.map((d) => d.envelope.id)).toEqual([good.id, bad.id]);
     });
 
+    it("takes a handler that throws as a failed delivery: retried, then dead-lettered, and the consumer goes on", async () => {
+      const [bad, good] = [envelope("x"), envelope("y")];
+      const attempts: number[] = [];
+      const seen: string[] = [];
+      bus.subscribe({
+        consumer: "c1",
+        types: [E],
+        async handle(batch) {
+          if (batch[0]!.envelope.id === bad.id) {
+            attempts.push(batch[0]!.attempt);
+            throw new Error("handler threw");
+          }
+          seen.push(...batch.map((d) => d.envelope.id));
+          return batch.map(() => ({ ok: true as const }));
+        },
+      });
+      await bus.publish([bad]);
+      await waitFor(async () => (await bus.deadLetters("c1")).length === 1, { what: "the dead letter" });
+      expect(attempts).toEqual([1, 2, 3]);
+      expect((await bus.deadLetters("c1"))[0]!.error).toContain("handler threw");
+      await bus.publish([good]);
+      await waitFor(() => seen.includes(good.id), { what: "the next event delivered" });
+    });
+
     it("redrives one dead letter by its seq, only to its own consumer", async () => {
       const [b1, b2] = [envelope("x"), envelope("y")];
       const healthy = new Set<string>();

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describeError, type Logger } from "../observability/logger.ts";
 import { openSqlite, type SqliteConnection, type SqliteOptions, type SqlStatement } from "../storage/sqlite.ts";
-import type { Bus, BusPosition, BusSubscription, DeadLetter, Delivery, EventEnvelope, RetainedBatch, RetainedLog, SubscribeOptions } from "./types.ts";
+import type { Bus, BusPosition, BusSubscription, DeadLetter, Delivery, DeliveryResult, EventEnvelope, RetainedBatch, RetainedLog, SubscribeOptions } from "./types.ts";
 
 /** Settings of the embedded bus (from the `bus` config section). */
 export interface EmbeddedBusOptions {
@@ -458,7 +458,13 @@ class EmbeddedSubscription {
     let attempt = 1;
     let pending = rows;
     while (pending.length > 0 && this.#running && !this.#paused) {
-      const results = await this.opts.handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
+      let results: readonly DeliveryResult[];
+      try {
+        results = await this.opts.handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
+      } catch (err) {
+        // A handler that throws fails the batch's first delivery, as on NATS; the loop goes on.
+        results = [{ ok: false, error: err instanceof Error ? err : new Error(String(err)) }];
+      }
       let okCount = 0;
       while (okCount < pending.length && results[okCount]?.ok) okCount++;
       if (okCount > 0) {
@@ -467,6 +473,9 @@ class EmbeddedSubscription {
         attempt = 1;
       }
       if (pending.length === 0) return;
+      // Stopping: a failure now is the handler cut off (a module thread's port closing), not its
+      // verdict. Nothing is dead-lettered or counted; the next start delivers it again.
+      if (!this.#running) return;
       const failed = pending[0]!;
       const result = results[okCount];
       const error = result && !result.ok ? result.error : new Error("no result for delivery");
@@ -492,7 +501,12 @@ class EmbeddedSubscription {
     const row = rows[0]!;
     let attempt = 1;
     while (this.#running && !this.#paused) {
-      const [result] = await this.opts.handle([toDelivery(row, attempt)]);
+      let result: DeliveryResult | undefined;
+      try {
+        [result] = await this.opts.handle([toDelivery(row, attempt)]);
+      } catch (err) {
+        result = { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+      }
       if (result?.ok || attempt >= this.bus.opts.maxDeliver) {
         this.bus.conn.exec("BEGIN IMMEDIATE");
         this.bus.conn.prepare("DELETE FROM bus_redrives WHERE consumer = ? AND seq = ?").run(this.consumer, row.seq);

@@ -210,4 +210,33 @@ describe("port bus", () => {
     await waitFor(() => seen.length === 1, { what: "the redelivery" });
     expect(seen[0]!.envelope.id).toBe(ev.id);
   });
+
+  it("does not dead-letter a batch cut off on its last attempt: the host closing is no verdict of the handler", async () => {
+    const ev = envelope("x");
+    const first = link();
+    const attempts: number[] = [];
+    let lastHanded!: () => void;
+    const onLast = new Promise<void>((r) => (lastHanded = r));
+    first.bus.subscribe({
+      consumer: "c1",
+      types: [E],
+      handle: async ([d]) => {
+        attempts.push(d!.attempt);
+        if (d!.attempt < CONFORMANCE.maxDeliver) return [{ ok: false as const, error: new Error("not yet") }];
+        lastHanded();
+        return new Promise<never>(() => {}); // the last attempt never answers: the thread is lost
+      },
+    });
+    await first.bus.publish([ev]);
+    await onLast;
+    await first.served.close();
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(await host.deadLetters("c1")).toEqual([]);
+
+    const second = link();
+    const { seen } = record(second.bus, "c1");
+    await waitFor(() => seen.length === 1, { what: "the redelivery" });
+    expect(seen[0]!.envelope.id).toBe(ev.id);
+    expect(await host.deadLetters("c1")).toEqual([]);
+  });
 });
