@@ -26,10 +26,11 @@ export function coerce(node: JsonNode, raw: string): unknown {
     case "boolean":
       return BOOLEANS[text.toLowerCase()] ?? raw;
     case "array":
-      // `[100,200]` (JSON) or `100,200` (a comma list, easier to type in a shell).
+      // `[100,200]` (JSON) or `100,200` (a comma list, easier to type in a shell). A list of
+      // lists takes `;` between its lists: `a,b;c` is [["a","b"],["c"]] (`a,b` one list of two).
       if (text.startsWith("[")) return jsonOr(text, raw);
       if (text === "") return [];
-      return text.split(",").map((part) => coerce(node.items ?? {}, part));
+      return text.split(node.items?.type === "array" ? ";" : ",").map((part) => coerce(node.items ?? {}, part));
     case "object":
       return jsonOr(text, raw);
     default:

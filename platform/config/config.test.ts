@@ -172,6 +172,14 @@ describe("env and flag coercion", () => {
     expect(loadConfig({ argv: ["--set", "bus.backoffMs=7"] }).config.bus.backoffMs).toEqual([7]);
   });
 
+  it("takes a list of lists with `;` between the lists and `,` within one", () => {
+    const workers = (v: string) => loadConfig({ argv: ["--set", `threads.workers=${v}`] }).config.threads.workers;
+    expect(workers("payments,inventory")).toEqual([["payments", "inventory"]]);
+    expect(workers("payments,inventory;analytics")).toEqual([["payments", "inventory"], ["analytics"]]);
+    expect(workers('[["payments"],["inventory"]]')).toEqual([["payments"], ["inventory"]]);
+    expect(loadConfig({ env: { SELARAS_THREADS__WORKERS: "a; b,c" } }).config.threads.workers).toEqual([["a"], ["b", "c"]]);
+  });
+
   it("ignores SELARAS_ variables that name no key", () => {
     expect(loadConfig({ env: { SELARAS_NOPE: "x", SELARAS_OUTBOX__NOPE: "1" } }).config).toEqual(loadConfig({}).config);
   });
