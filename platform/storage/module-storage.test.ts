@@ -4,7 +4,8 @@ import { sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PlatformConfigSchema } from "../config/schema.ts";
 import { Tracer } from "../observability/trace.ts";
-import { tempDataDir } from "../../test/support/platform.ts";
+import { ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
+import { tempDataDir, waitFor } from "../../test/support/platform.ts";
 import { migrateSqlite, MigrationError } from "./migrate.ts";
 import { SqliteModuleStorage, type PlatformStorage, type SqliteTx } from "./module-storage.ts";
 import { openModuleStorage } from "./open.ts";
@@ -73,6 +74,48 @@ describe("SqliteModuleStorage", () => {
   it("claims an inbox entry once per consumer and event", async () => {
     const claims = await storage.transactInternal((tx) => [tx.claim("c1", "e1"), tx.claim("c1", "e1"), tx.claim("c2", "e1")]);
     expect(claims).toEqual([true, false, true]);
+  });
+
+  describe("the relay's mark", () => {
+    const publish = (...ids: string[]) => storage.transactInternal((tx) => ids.forEach((id) => tx.publish(ErrorInfoSchema, id, { reason: id })));
+    const ids = (rs: Array<{ aggregate_id: string }>) => rs.map((r) => r.aggregate_id);
+    /** What the file says is unpublished, whatever this process holds in memory. */
+    const unmarkedInFile = (conn = storage.conn) => ids(conn.prepare("SELECT aggregate_id FROM selaras_outbox WHERE published_at IS NULL ORDER BY seq").all<{ aggregate_id: string }>());
+
+    it("holds at once for the relay's reads and the backlog, and is written by the next commit, not one of its own", async () => {
+      await publish("a", "b", "c");
+      const [, b] = await storage.readUnpublished(2);
+      const commits: number[] = [];
+      const unlisten = storage.afterCommit(() => commits.push(1));
+      expect(ids(await storage.markPublished(b!.seq, 10, 10))).toEqual(["c"]);
+      expect(ids(await storage.readUnpublished(10))).toEqual(["c"]);
+      expect((await storage.outboxStats()).backlog).toBe(1);
+      expect(unmarkedInFile()).toEqual(["a", "b", "c"]);
+      await storage.transactInternal((tx) => (tx as SqliteTx).db.run(sql`INSERT INTO t (id, v) VALUES ('x', 1)`));
+      expect(commits).toHaveLength(1);
+      expect(unmarkedInFile()).toEqual(["c"]);
+      unlisten();
+    });
+
+    it("is written in a commit of its own when no other commit comes", async () => {
+      await publish("a", "b");
+      const [, b] = await storage.readUnpublished(10);
+      await storage.markPublished(b!.seq, 10);
+      await waitFor(() => unmarkedInFile().length === 0, { what: "the mark written without another commit" });
+      expect((await storage.outboxStats()).backlog).toBe(0);
+    });
+
+    it("is written at close, so the next process does not publish those rows again", async () => {
+      await publish("a", "b");
+      const [a] = await storage.readUnpublished(1);
+      await storage.markPublished(a!.seq, 10);
+      await storage.close();
+      const conn = await openSqlite(join(dir, "m.db"), { synchronous: "NORMAL" });
+      const reopened = new SqliteModuleStorage("m", conn, new Tracer());
+      expect(unmarkedInFile(conn)).toEqual(["b"]);
+      expect(ids(await reopened.readUnpublished(10))).toEqual(["b"]);
+      await reopened.close();
+    });
   });
 });
 

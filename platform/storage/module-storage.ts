@@ -130,6 +130,9 @@ export class SqliteTx implements PlatformTx {
   }
 }
 
+/** How long a relay's mark may wait for a commit to ride on before it gets one of its own. */
+const MARK_DELAY_MS = 50;
+
 /**
  * One module's private SQLite database with group commit.
  *
@@ -148,10 +151,15 @@ export class SqliteModuleStorage implements PlatformStorage {
    */
   readonly txDb: SqliteDb;
   #inTransaction = false;
-  readonly stmts: { outboxInsert: SqlStatement; inboxInsert: SqlStatement };
+  readonly stmts: { outboxInsert: SqlStatement; inboxInsert: SqlStatement; readUnpublished: SqlStatement; markPublished: SqlStatement };
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
+  /** Highest outbox seq the relay published (every row up to it is on the bus); 0: none yet this run. */
+  #publishedUpTo = 0;
+  /** Marks not yet written, oldest first (seq, published_at): they ride on the next commit (`#flush`), or a commit of their own after MARK_DELAY_MS. */
+  #marks: Array<[seq: number, at: number]> = [];
+  #markTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #outboxListeners = new Set<() => void>();
   readonly #commitListeners = new Set<() => void>();
   readonly #statements = new StatementCache<unknown>((s) => (s.build(this.conn.db, s.tables.sqlite, "sqlite") as { prepare(): unknown }).prepare());
@@ -175,6 +183,10 @@ export class SqliteModuleStorage implements PlatformStorage {
         "INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)",
       ),
       inboxInsert: conn.prepare("INSERT OR IGNORE INTO selaras_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)"),
+      readUnpublished: conn.prepare(
+        "SELECT seq, event_id, aggregate_id, type, payload, headers, created_at FROM selaras_outbox WHERE published_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+      ),
+      markPublished: conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE published_at IS NULL AND seq <= ?"),
     };
   }
 
@@ -272,6 +284,8 @@ export class SqliteModuleStorage implements PlatformStorage {
       }
     }
     this.#inTransaction = false;
+    // The relay's marks ride on this commit (outside every body's savepoint): no commit of their own.
+    const marks = this.#writeMarks();
     try {
       this.conn.exec("COMMIT");
     } catch (error) {
@@ -281,6 +295,7 @@ export class SqliteModuleStorage implements PlatformStorage {
       for (const p of batch) p.reject(error);
       return;
     }
+    if (marks > 0) this.#marksWritten(marks);
     this.onCommit?.(batch.length);
     batch.forEach((p, i) => {
       const r = results[i]!;
@@ -291,19 +306,53 @@ export class SqliteModuleStorage implements PlatformStorage {
     for (const l of this.#commitListeners) l();
   }
 
-  /** Unpublished outbox rows in commit order. */
+  /** Unpublished outbox rows in commit order (after the relay's mark, written or not). */
   async readUnpublished(limit: number): Promise<OutboxRow[]> {
-    return this.conn.prepare(
-      "SELECT seq, event_id, aggregate_id, type, payload, headers, created_at FROM selaras_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
-    ).all<OutboxRow>(limit);
+    return this.stmts.readUnpublished.all<OutboxRow>(this.#publishedUpTo, limit);
   }
 
-  /** Marks every row up to `maxSeq` as published (the relay publishes strictly in order), then reads up to `next` more. */
+  /**
+   * Marks every row up to `maxSeq` as published (the relay publishes strictly in order), then
+   * reads up to `next` more. The mark holds at once for this process; it is written with the next
+   * commit of this storage, or in a commit of its own `MARK_DELAY_MS` later if none comes, or at
+   * close. A crash before then publishes those rows again on the next start: the same event ids,
+   * which the bus deduplicates and the consumers' inboxes absorb — at-least-once either way, and
+   * a commit per relay batch saved.
+   */
   async markPublished(maxSeq: number, at: number, next = 0): Promise<OutboxRow[]> {
-    await this.transactInternal(() => {
-      this.conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE published_at IS NULL AND seq <= ?").run(at, maxSeq);
-    });
+    if (maxSeq > this.#publishedUpTo) {
+      this.#publishedUpTo = maxSeq;
+      this.#marks.push([maxSeq, at]);
+      this.#markTimer ??= setTimeout(() => {
+        this.#markTimer = undefined;
+        if (this.#marks.length > 0 && !this.#closed) this.transactInternal(() => undefined).catch(() => {});
+      }, MARK_DELAY_MS);
+      this.#markTimer.unref?.();
+    }
     return next > 0 ? this.readUnpublished(next) : [];
+  }
+
+  /**
+   * Writes the pending marks in the open transaction, each with its own time (pruning goes by it).
+   * A failure leaves them pending, the bodies' writes unharmed. Returns how many it wrote.
+   */
+  #writeMarks(): number {
+    const marks = this.#marks.length;
+    if (marks === 0) return 0;
+    try {
+      for (const [seq, at] of this.#marks) this.stmts.markPublished.run(at, seq);
+      return marks;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The first `n` pending marks are committed. */
+  #marksWritten(n: number): void {
+    this.#marks.splice(0, n);
+    if (this.#marks.length > 0) return;
+    clearTimeout(this.#markTimer);
+    this.#markTimer = undefined;
   }
 
   /**
@@ -348,8 +397,8 @@ export class SqliteModuleStorage implements PlatformStorage {
   /** Backlog size and the creation time of the oldest unpublished row. */
   async outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }> {
     const row = this.conn.prepare(
-      "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM selaras_outbox WHERE published_at IS NULL",
-    ).get<{ n: number; oldest: number | null }>();
+      "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM selaras_outbox WHERE published_at IS NULL AND seq > ?",
+    ).get<{ n: number; oldest: number | null }>(this.#publishedUpTo);
     return { backlog: row?.n ?? 0, oldestCreatedAt: row?.oldest ?? undefined };
   }
 
@@ -363,6 +412,11 @@ export class SqliteModuleStorage implements PlatformStorage {
     if (this.#closed) return;
     if (this.#queue.length > 0) await new Promise<void>((r) => setImmediate(r));
     this.#closed = true;
+    if (this.#marks.length > 0) {
+      this.conn.exec("BEGIN IMMEDIATE");
+      this.#marksWritten(this.#writeMarks());
+      this.conn.exec("COMMIT");
+    }
     this.conn.close();
   }
 }
