@@ -30,7 +30,7 @@ describe.each(clients)("Postgres outbox relay on %s: leadership, order, wake-up"
     await admin.end();
   });
 
-  const claim = async (opts: { signal?: AbortSignal } = {}) => {
+  const claim = async (opts: { signal?: AbortSignal; markDelayMs?: number } = {}) => {
     const lease = await acquireRelayLease(pgOptions(schema), schema, { retryMs: 20, client, ...opts });
     if (lease) leases.push(lease);
     return lease;
@@ -38,6 +38,9 @@ describe.each(clients)("Postgres outbox relay on %s: leadership, order, wake-up"
   const insert = (tx: Sql | TransactionSql, aggregate: string) =>
     tx`INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at)
        VALUES (${newId()}, ${aggregate}, 'orders.v1.OrderCreated', ${new Uint8Array([1, 2])}, '{}', ${Date.now()})`;
+  const unpublished = () => sql<{ aggregate_id: string }[]>`SELECT aggregate_id FROM selaras_outbox WHERE published_at IS NULL ORDER BY seq`;
+  const publishedAt = async (aggregates: string[]) =>
+    (await sql<{ at: string }[]>`SELECT published_at::text AS at FROM selaras_outbox WHERE aggregate_id IN ${sql(aggregates)} ORDER BY seq`).map((r) => Number(r.at));
   const holders = async () =>
     (await admin<{ pid: number }[]>`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
       AND classid = hashtext('selaras.relay')::oid AND objid = hashtext(${schema})::oid`).map((r) => r.pid);
@@ -70,28 +73,56 @@ describe.each(clients)("Postgres outbox relay on %s: leadership, order, wake-up"
     expect(rows[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
     expect(typeof rows[0]!.created_at).toBe("number");
 
-    expect(await a.markPublished(rows[1]!.seq, Date.now())).toEqual({ marked: 2, rows: [] });
+    expect(await a.markPublished(rows[1]!.seq, Date.now())).toEqual([]);
     expect((await a.readUnpublished(10)).map((r) => r.seq)).toEqual([rows[2]!.seq]);
-    expect((await a.markPublished(rows[2]!.seq, Date.now())).marked).toBe(1);
+    expect(await a.markPublished(rows[2]!.seq, Date.now())).toEqual([]);
     expect(await a.readUnpublished(10)).toEqual([]);
     await a.release();
   });
 
-  it("marks and reads what follows in one statement: the rows after the mark, never the marked ones", async () => {
-    const a = (await claim())!;
+  it("holds its marks for its reads at once and writes them together later, each row with the time of the first mark covering it", async () => {
+    const a = (await claim({ markDelayMs: 600_000 }))!; // nothing written but by flush
     await sql.begin(async (tx) => {
       for (const agg of ["m-1", "m-2", "m-3", "m-4", "m-5"]) await insert(tx, agg);
     });
     const rows = await a.readUnpublished(2);
     expect(rows.map((r) => r.aggregate_id)).toEqual(["m-1", "m-2"]);
-    const next = await a.markPublished(rows[1]!.seq, Date.now(), 2);
-    expect(next.marked).toBe(2);
-    expect(next.rows.map((r) => r.aggregate_id)).toEqual(["m-3", "m-4"]);
-    expect(next.rows[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
-    const last = await a.markPublished(next.rows[1]!.seq, Date.now(), 10);
-    expect([last.marked, last.rows.map((r) => r.aggregate_id)]).toEqual([2, ["m-5"]]);
-    expect(await a.markPublished(last.rows[0]!.seq, Date.now(), 10)).toEqual({ marked: 1, rows: [] });
+    const next = await a.markPublished(rows[1]!.seq, 1_000, 2);
+    expect(next.map((r) => r.aggregate_id)).toEqual(["m-3", "m-4"]);
+    expect(next[0]).toMatchObject({ type: "orders.v1.OrderCreated", headers: "{}", payload: new Uint8Array([1, 2]) });
+    expect((await a.markPublished(next[0]!.seq, 2_000, 10)).map((r) => r.aggregate_id)).toEqual(["m-4", "m-5"]);
+    expect(await a.markPublished(rows[1]!.seq, 9_000, 10)).toHaveLength(2); // an older seq: no new mark
+    expect(await a.markPublished(next[1]!.seq + 1, 3_000, 10)).toEqual([]);
+    expect(a.markedUpTo).toBe(next[1]!.seq + 1);
+    expect((await unpublished()).map((r) => r.aggregate_id)).toEqual(["m-1", "m-2", "m-3", "m-4", "m-5"]);
+    expect(await a.flush()).toBe(5);
+    expect(await publishedAt(["m-1", "m-2", "m-3", "m-4", "m-5"])).toEqual([1_000, 1_000, 2_000, 3_000, 3_000]);
+    expect(await a.flush()).toBe(0);
     await a.release();
+  });
+
+  it("writes held marks on its own after markDelayMs", async () => {
+    const a = (await claim({ markDelayMs: 20 }))!;
+    await insert(sql, "t-1");
+    const [row] = await a.readUnpublished(10);
+    await a.markPublished(row!.seq, Date.now());
+    await waitFor(async () => (await unpublished()).length === 0, { what: "the held mark written" });
+    await a.release();
+  });
+
+  it("writes its held marks when released: the next leader does not publish those rows again", async () => {
+    const a = (await claim({ markDelayMs: 600_000 }))!;
+    await sql.begin(async (tx) => {
+      for (const agg of ["r-1", "r-2", "r-3"]) await insert(tx, agg);
+    });
+    const rows = await a.readUnpublished(10);
+    await a.markPublished(rows[1]!.seq, Date.now());
+    expect((await unpublished()).map((r) => r.aggregate_id)).toEqual(["r-1", "r-2", "r-3"]);
+    await a.release();
+    const b = (await claim())!;
+    expect((await b.readUnpublished(10)).map((r) => r.aggregate_id)).toEqual(["r-3"]);
+    await b.markPublished(rows[2]!.seq, Date.now());
+    await b.release();
   });
 
   it("one relay instance leads; a standby takes over when the leader's connection ends", async () => {

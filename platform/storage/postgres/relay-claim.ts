@@ -34,10 +34,16 @@ export interface RelayLease {
   readUnpublished(limit: number): Promise<OutboxRow[]>;
   /**
    * Marks every unpublished row up to `seq` as published (they are a prefix: see the outbox
-   * triggers) and, in the same statement, reads up to `next` unpublished rows after it.
+   * triggers) and reads up to `next` unpublished rows after it. The mark holds at once for this
+   * lease's reads; it is written `markDelayMs` later with any that came meanwhile (one statement,
+   * one commit), or by `flush` or `release` — not a commit per relay batch.
    */
-  markPublished(seq: number, at: number, next?: number): Promise<{ marked: number; rows: OutboxRow[] }>;
-  /** Gives up leadership (a standby takes over) and closes the connection. */
+  markPublished(seq: number, at: number, next?: number): Promise<OutboxRow[]>;
+  /** Highest seq marked by this lease, written or not (reads start after it). */
+  readonly markedUpTo: number;
+  /** Writes the marks not yet written now. Returns how many rows that marked. */
+  flush(): Promise<number>;
+  /** Writes the marks not yet written, gives up leadership (a standby takes over) and closes the connection. */
   release(): Promise<void>;
 }
 
@@ -51,7 +57,7 @@ export interface RelayLease {
 export async function acquireRelayLease(
   options: Options<{}>,
   schema: string,
-  opts: { retryMs?: number; signal?: AbortSignal; client?: "bun" | "postgres.js" } = {},
+  opts: { retryMs?: number; signal?: AbortSignal; client?: "bun" | "postgres.js"; markDelayMs?: number } = {},
 ): Promise<RelayLease | undefined> {
   // A pool of one connection: the lock belongs to its session, which every statement checks.
   const client = opts.client === "bun" ? await bunSqlClient(options, 1) : postgresJsClient(postgres({ ...options, max: 1, onnotice: () => {} }));
@@ -59,7 +65,7 @@ export async function acquireRelayLease(
     for (;;) {
       if (opts.signal?.aborted) break;
       const [row] = await client.query<{ ok: boolean; pid: number }>("SELECT pg_try_advisory_lock(hashtext('selaras.relay'), hashtext($1)) AS ok, pg_backend_pid() AS pid", [schema]);
-      if (row!.ok) return new PgRelayLease(client, schema, row!.pid);
+      if (row!.ok) return new PgRelayLease(client, schema, row!.pid, opts.markDelayMs ?? MARK_DELAY_MS);
       await abortableDelay(opts.retryMs ?? 500, opts.signal);
     }
   } catch (err) {
@@ -73,15 +79,29 @@ export async function acquireRelayLease(
 /** The columns of an outbox row as `outboxRowOf` reads them (bigints as float8: plain numbers). */
 const OUTBOX_COLUMNS = "o.seq::float8 AS seq, o.event_id::text AS event_id, o.aggregate_id, o.type, o.payload, o.headers, o.created_at::float8 AS created_at";
 
+/**
+ * How long the relay's marks wait before they are written. Each write is a Postgres commit (a WAL
+ * flush), and under load the relay publishes many small batches: one write per 50 ms instead of
+ * one per batch. A lease lost in the window leaves those rows for the next leader to publish
+ * again: the same ids, which the bus deduplicates (NATS' duplicate window) and the inboxes absorb.
+ */
+export const MARK_DELAY_MS = 50;
+
 class PgRelayLease implements RelayLease {
   #lost = false;
   readonly #read: string;
-  readonly #markAndRead: string;
+  readonly #mark: string;
+  /** Highest seq marked by this lease, written or not: reads start after it. */
+  #markedUpTo = 0;
+  /** Marks not yet written, oldest first: each row gets the time of the first mark covering it. */
+  #marks: Array<[seq: number, at: number]> = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly client: PgClient,
     readonly schema: string,
     private readonly pid: number,
+    private readonly markDelayMs: number,
   ) {
     // Schema names are checked identifiers ([a-z0-9_], see moduleSchemaName): safe to quote here.
     const outbox = `"${schema}".selaras_outbox`;
@@ -89,30 +109,61 @@ class PgRelayLease implements RelayLease {
     // cannot be skipped.
     this.#read = `SELECT pg_backend_pid() AS pid, ${OUTBOX_COLUMNS}
       FROM (SELECT 1) AS one
-      LEFT JOIN LATERAL (SELECT * FROM ${outbox} WHERE published_at IS NULL ORDER BY seq LIMIT $1) AS o ON true`;
-    // The rows after $1 are read from the statement's snapshot, which the UPDATE's changes are not
-    // in — so the read takes seq > $1, not only published_at IS NULL.
-    this.#markAndRead = `WITH marked AS (
-        UPDATE ${outbox} SET published_at = $2
-        WHERE seq <= $1 AND published_at IS NULL AND pg_backend_pid() = $3
+      LEFT JOIN LATERAL (SELECT * FROM ${outbox} WHERE seq > $2 AND published_at IS NULL ORDER BY seq LIMIT $1) AS o ON true`;
+    // $1, $2: the marks' seqs and times as comma lists (text: read alike by either client),
+    // oldest first; each row takes the time of the first mark covering it.
+    this.#mark = `WITH m AS (
+        SELECT * FROM unnest(string_to_array($1::text, ',')::float8[], string_to_array($2::text, ',')::float8[]) AS m(seq, at)
+      ), marked AS (
+        UPDATE ${outbox} AS o SET published_at = (SELECT min(m.at) FROM m WHERE m.seq >= o.seq)
+        WHERE o.seq <= $3 AND o.published_at IS NULL AND pg_backend_pid() = $4
         RETURNING 1
       )
-      SELECT pg_backend_pid() AS pid, (SELECT count(*) FROM marked)::int AS n, ${OUTBOX_COLUMNS}
-      FROM (SELECT 1) AS one
-      LEFT JOIN LATERAL (SELECT * FROM ${outbox} WHERE seq > $1 AND published_at IS NULL ORDER BY seq LIMIT $4) AS o ON true`;
+      SELECT pg_backend_pid() AS pid, (SELECT count(*) FROM marked)::int AS n`;
   }
 
   async readUnpublished(limit: number): Promise<OutboxRow[]> {
-    const rows = await this.#guard(() => this.client.query<{ pid: number } & Record<string, unknown>>(this.#read, [limit]));
+    const rows = await this.#guard(() => this.client.query<{ pid: number } & Record<string, unknown>>(this.#read, [limit, this.#markedUpTo]));
     return rows.filter((r) => r.seq !== null).map(outboxRowOf);
   }
 
-  async markPublished(seq: number, at: number, next = 0): Promise<{ marked: number; rows: OutboxRow[] }> {
-    const rows = await this.#guard(() => this.client.query<{ pid: number; n: number } & Record<string, unknown>>(this.#markAndRead, [seq, at, this.pid, next]));
-    return { marked: rows[0]!.n, rows: rows.filter((r) => r.seq !== null).map(outboxRowOf) };
+  async markPublished(seq: number, at: number, next = 0): Promise<OutboxRow[]> {
+    if (this.#lost) throw new RelayLeaseLost(`relay lease of ${this.schema} is lost or released`);
+    if (seq > this.#markedUpTo) {
+      this.#markedUpTo = seq;
+      this.#marks.push([seq, at]);
+      this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.markDelayMs);
+    }
+    return next > 0 ? this.readUnpublished(next) : [];
+  }
+
+  get markedUpTo(): number {
+    return this.#markedUpTo;
+  }
+
+  async flush(): Promise<number> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const marks = this.#marks.splice(0);
+    if (marks.length === 0) return 0;
+    try {
+      const [row] = await this.#guard(() =>
+        this.client.query<{ pid: number; n: number }>(this.#mark, [marks.map((m) => m[0]).join(","), marks.map((m) => m[1]).join(","), marks[marks.length - 1]![0], this.pid]),
+      );
+      return row!.n;
+    } catch (err) {
+      // Not written: with the next write, unless the lease is gone (its successor publishes them again).
+      if (!this.#lost) {
+        this.#marks.unshift(...marks);
+        this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.markDelayMs);
+      }
+      throw err;
+    }
   }
 
   async release(): Promise<void> {
+    if (!this.#lost) await this.flush().catch(() => undefined);
+    clearTimeout(this.#timer);
     if (!this.#lost) {
       this.#lost = true;
       await this.client.query("SELECT pg_advisory_unlock(hashtext('selaras.relay'), hashtext($1))", [this.schema]).catch(() => undefined);

@@ -312,7 +312,7 @@ export class PgModuleStorage implements PlatformStorage {
   async markPublished(maxSeq: number, at: number, next = 0): Promise<OutboxRow[]> {
     const lease = await this.#leader();
     try {
-      return (await lease.markPublished(maxSeq, at, next)).rows;
+      return await lease.markPublished(maxSeq, at, next);
     } catch (err) {
       if (err instanceof RelayLeaseLost) this.#lease = undefined;
       throw err;
@@ -354,14 +354,18 @@ export class PgModuleStorage implements PlatformStorage {
     });
   }
 
+  /** The backlog after this instance's relay marks, written or not (its lease's; else what the table says). */
   async outboxStats(): Promise<{ backlog: number; oldestCreatedAt: number | undefined }> {
     const [row] = await this.#client.query<{ n: number; oldest: number | null }>(
-      "SELECT count(*)::int AS n, min(created_at)::float8 AS oldest FROM selaras_outbox WHERE published_at IS NULL",
+      "SELECT count(*)::int AS n, min(created_at)::float8 AS oldest FROM selaras_outbox WHERE published_at IS NULL AND seq > $1",
+      [this.#lease?.markedUpTo ?? 0],
     );
     return { backlog: row?.n ?? 0, oldestCreatedAt: row?.oldest ?? undefined };
   }
 
   async prune(outboxBefore: number, inboxBefore: number): Promise<{ outbox: number; inbox: number }> {
+    // Marks the relay has not written yet count: their rows are published.
+    await this.#lease?.flush().catch(() => {});
     const t = await this.#client.reserve();
     try {
       const outbox = await t.send("DELETE FROM selaras_outbox WHERE published_at IS NOT NULL AND published_at < $1", [outboxBefore]);
