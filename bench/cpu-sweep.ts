@@ -1,0 +1,77 @@
+/**
+ * CPU per order at fixed rates, embedded: starts `main.ts` (its default module thread), seeds,
+ * warms up, then for each rate runs an open loop for 8 s and prints the server's cores (main
+ * thread, module threads, the rest: JIT, GC, checkpoint threads — from /proc/<pid>/task), CPU per
+ * order, the saga's 202 → CONFIRMED p50/p99 and each saga consumer's commit → inbox p50/p99.
+ * Shows how per-order cost falls as batching sets in (docs/benchmarks.md, runs Q). Linux only.
+ *
+ * @example bun bench/cpu-sweep.ts 100 300 1000 --set=threads.workers=[]
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { closedLoop, openLoop } from "./load.ts";
+import { histogramFigures, settledOf, until } from "./metrics.ts";
+import { readOutcomes, sagaFigures } from "./saga.ts";
+import { seed } from "./seed.ts";
+import { startSystem } from "./system.ts";
+
+const args = process.argv.slice(2);
+const rates = args.filter((a) => !a.startsWith("--")).map(Number);
+const sets = args.filter((a) => a.startsWith("--set=")).map((a) => a.slice("--set=".length));
+if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0)) {
+  console.error("usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…]  (rates in orders/s, e.g. 100 300 1000)");
+  process.exit(2);
+}
+const SECONDS = 8;
+const MODULES = ["catalog", "customers", "orders", "payments", "inventory", "notifications", "analytics", "order-history"];
+
+/** CPU seconds so far per kind of thread of `pid`. */
+function threadCpu(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const kind = tid === String(pid) ? "main" : name.startsWith("selaras") ? "module threads" : "other threads";
+      out[kind] = (out[kind] ?? 0) + (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return out;
+}
+
+const server = await startSystem("embedded", { root: process.cwd(), modules: MODULES, serverSets: sets });
+const pid = server.processes.all!.pid;
+try {
+  const settled = settledOf(server);
+  const data = await seed(server.urlOf, { products: 50, customers: 200, modules: server.modules });
+  await until(server, "the seed data to settle", settled, 60_000, 20);
+  const url = `${server.urlOf("orders")}/api/v1/orders`;
+  await closedLoop({ url, clients: 16, seconds: 3, bodies: data.bodies });
+  await until(server, "the warm-up to settle", settled, 120_000, 20);
+  for (const rate of rates) {
+    const before = await server.scrape();
+    const cpu0 = threadCpu(pid);
+    const t0 = performance.now();
+    const startMs = Date.now();
+    const r = await openLoop({ url, rate, seconds: SECONDS, bodies: data.bodies, record: true });
+    const cpu1 = threadCpu(pid);
+    const wall = (performance.now() - t0) / 1000;
+    await until(server, "the step to settle", settled, 120_000, 20);
+    const after = await server.scrape();
+    const cores = Object.fromEntries(Object.keys(cpu1).map((k) => [k, +((cpu1[k]! - (cpu0[k] ?? 0)) / wall).toFixed(2)]));
+    const total = Object.values(cores).reduce((a, b) => a + b, 0);
+    const saga = sagaFigures(r.placed!, await readOutcomes(server.urlOf("orders"), r.placed!.ids), startMs);
+    const hop = (consumer: string) => {
+      const h = histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer });
+      return `${consumer} ${h.p50Ms}/${h.p99Ms} ms`;
+    };
+    console.log(
+      `${rate} orders/s: ${total.toFixed(2)} cores ${JSON.stringify(cores)}, ${((total * 1e6) / (r.accepted / wall)).toFixed(0)} µs CPU per order; ` +
+        `saga p50/p99 ${saga.placedToConfirmed.p50Ms}/${saga.placedToConfirmed.p99Ms} ms; ${["payments.saga", "inventory.saga", "orders.saga"].map(hop).join(", ")}`,
+    );
+  }
+} finally {
+  await server.stop();
+}
