@@ -70,7 +70,9 @@ export interface PlatformStorage extends ModuleStorage {
   readUnpublished(limit: number): Promise<OutboxRow[]>;
   /**
    * Marks every unpublished row up to `maxSeq` as published (published rows are a prefix of seq),
-   * and returns up to `next` unpublished rows after it, read in the same round trip.
+   * and returns up to `next` unpublished rows after it. The mark holds at once for this storage's
+   * `readUnpublished` and `outboxStats`; it is written to the table a little later (with the next
+   * commit on SQLite, within 50 ms on Postgres; at close either way). See ADR 0003.
    */
   markPublished(maxSeq: number, at: number, next?: number): Promise<OutboxRow[]>;
   /** Calls `listener` after commits that wrote events (SQLite: this process's; Postgres: any process's, via NOTIFY). */
