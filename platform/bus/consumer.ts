@@ -71,7 +71,7 @@ interface Prepared {
   readonly span: TraceContext | undefined;
   state: unknown;
 }
-import type { Delivery, DeliveryResult, SubscribeOptions } from "./types.ts";
+import { failedDelivery, type Delivery, type DeliveryResult, type SubscribeOptions } from "./types.ts";
 
 /**
  * Turns a module's subscription into bus subscribe options: each delivery is decoded, its handler
@@ -236,6 +236,6 @@ export function createConsumer(opts: {
   function fail(err: unknown): DeliveryResult {
     counted.failed.inc();
     logger.debug("event handler failed", { consumer, err });
-    return { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+    return failedDelivery(err);
   }
 }

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describeError, type Logger } from "../observability/logger.ts";
 import { openSqlite, type SqliteConnection, type SqliteOptions, type SqlStatement } from "../storage/sqlite.ts";
-import type { Bus, BusPosition, BusSubscription, DeadLetter, Delivery, DeliveryResult, EventEnvelope, RetainedBatch, RetainedLog, SubscribeOptions } from "./types.ts";
+import { failedDelivery, type Bus, type BusPosition, type BusSubscription, type DeadLetter, type Delivery, type DeliveryResult, type EventEnvelope, type RetainedBatch, type RetainedLog, type SubscribeOptions } from "./types.ts";
 
 /** Settings of the embedded bus (from the `bus` config section). */
 export interface EmbeddedBusOptions {
@@ -453,18 +453,21 @@ class EmbeddedSubscription {
     });
   }
 
+  /** The handler's results; one that throws fails the batch's first delivery, as on NATS (the loop goes on). */
+  async #handle(batch: Delivery[]): Promise<readonly DeliveryResult[]> {
+    try {
+      return await this.opts.handle(batch);
+    } catch (err) {
+      return [failedDelivery(err)];
+    }
+  }
+
   /** Delivers rows in order; retries the first failure with backoff, dead-letters it after maxDeliver. */
   async #deliver(rows: EventRow[]): Promise<void> {
     let attempt = 1;
     let pending = rows;
     while (pending.length > 0 && this.#running && !this.#paused) {
-      let results: readonly DeliveryResult[];
-      try {
-        results = await this.opts.handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
-      } catch (err) {
-        // A handler that throws fails the batch's first delivery, as on NATS; the loop goes on.
-        results = [{ ok: false, error: err instanceof Error ? err : new Error(String(err)) }];
-      }
+      const results = await this.#handle(pending.map((r, i) => toDelivery(r, i === 0 ? attempt : 1)));
       let okCount = 0;
       while (okCount < pending.length && results[okCount]?.ok) okCount++;
       if (okCount > 0) {
@@ -501,12 +504,7 @@ class EmbeddedSubscription {
     const row = rows[0]!;
     let attempt = 1;
     while (this.#running && !this.#paused) {
-      let result: DeliveryResult | undefined;
-      try {
-        [result] = await this.opts.handle([toDelivery(row, attempt)]);
-      } catch (err) {
-        result = { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
-      }
+      const [result] = await this.#handle([toDelivery(row, attempt)]);
       if (result?.ok || attempt >= this.bus.opts.maxDeliver) {
         this.bus.conn.exec("BEGIN IMMEDIATE");
         this.bus.conn.prepare("DELETE FROM bus_redrives WHERE consumer = ? AND seq = ?").run(this.consumer, row.seq);

@@ -27,6 +27,9 @@ export interface Delivery {
 /** What a consumer says of each delivery in a batch, in order. */
 export type DeliveryResult = { ok: true } | { ok: false; error: Error };
 
+/** The result of a delivery whose handler threw `err` (anything thrown, as an Error). */
+export const failedDelivery = (err: unknown): DeliveryResult => ({ ok: false, error: err instanceof Error ? err : new Error(String(err)) });
+
 /** Options of a durable subscription. */
 export interface SubscribeOptions {
   /** Durable consumer name, `<module>.<subscription>`: one cursor however many instances run. */

@@ -1,5 +1,5 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import type { BusPosition, Delivery, DeliveryResult, SubscribeOptions } from "../types.ts";
+import { failedDelivery, type BusPosition, type Delivery, type DeliveryResult, type SubscribeOptions } from "../types.ts";
 import { resetToAckFloor } from "./admin.ts";
 import type { NatsBus } from "./bus.ts";
 import { envelopeOf, H } from "./envelope.ts";
@@ -416,7 +416,7 @@ export class NatsSubscription {
       try {
         results = await this.opts.handle(deliveries);
       } catch (err) {
-        results = [{ ok: false, error: err instanceof Error ? err : new Error(String(err)) }];
+        results = [failedDelivery(err)];
       }
     }
     const failedAt = deliveries.findIndex((_, i) => !results[i]?.ok);
@@ -505,7 +505,7 @@ export class NatsSubscription {
     try {
       [result] = await this.opts.handle([{ envelope, seq, attempt }]);
     } catch (err) {
-      result = { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+      result = failedDelivery(err);
     }
     if (result?.ok) {
       m.ack();
