@@ -5,6 +5,13 @@
  */
 export class LruMap<K, V> {
   readonly #map = new Map<K, V>();
+  /**
+   * Walks the map in insertion order, which is least recently used first: an entry read since is
+   * deleted and set again, so this walk meets it again later, in its new place. One walk for all
+   * evictions — `keys().next()` on each would step over every deleted entry before the first
+   * live one (JSC keeps them until it rehashes), ~7 µs a set at 10,000 entries instead of ~0.3.
+   */
+  #oldest: Iterator<K> = this.#map.keys();
 
   constructor(readonly capacity: number) {}
 
@@ -25,7 +32,13 @@ export class LruMap<K, V> {
   set(key: K, value: V): void {
     if (this.capacity <= 0) return;
     this.#map.delete(key);
-    if (this.#map.size >= this.capacity) this.#map.delete(this.#map.keys().next().value!);
+    if (this.#map.size >= this.capacity) {
+      let oldest = this.#oldest.next();
+      // Every live entry lies ahead of the walk (it passed only what it evicted), so it cannot
+      // have ended while the map is full; should it have, a fresh walk is still right.
+      if (oldest.done) oldest = (this.#oldest = this.#map.keys()).next();
+      this.#map.delete(oldest.value!);
+    }
     this.#map.set(key, value);
   }
 }
