@@ -56,6 +56,22 @@ export interface PlatformTx extends Tx {
    * and fails the body with `DuplicateDelivery` at execution if the event was consumed before.
    */
   claim(consumer: string, eventId: string): boolean;
+  /**
+   * Runs `callback` once this body's writes are committed, before its caller is answered; never
+   * if the body or the commit fails. For platform state in memory that may only follow committed
+   * rows (the event store's cache). It must not throw: a throw is ignored, as the commit stands.
+   */
+  afterCommit(callback: () => void): void;
+}
+
+/** Runs after-commit callbacks; one that throws does not stop the others (the commit stands either way). */
+export function runAfterCommit(callbacks: ReadonlyArray<() => void> | undefined): void {
+  if (!callbacks) return;
+  for (const c of callbacks) {
+    try {
+      c();
+    } catch {}
+  }
 }
 
 /** A claimed event turned out to be consumed already (Postgres): the body is rolled back and the delivery counts as a duplicate. */
@@ -95,6 +111,8 @@ export interface PlatformStorage extends ModuleStorage {
 export class SqliteTx implements PlatformTx {
   readonly dialect = "sqlite" as const;
   outboxAppended = 0;
+  /** The running body's after-commit callbacks (see `PlatformTx.afterCommit`). */
+  callbacks: Array<() => void> | undefined;
 
   constructor(private readonly storage: SqliteModuleStorage) {}
 
@@ -129,6 +147,11 @@ export class SqliteTx implements PlatformTx {
   claim(consumer: string, eventId: string): boolean {
     this.storage.assertInTransaction();
     return this.storage.stmts.inboxInsert.run(consumer, eventId, Date.now()).changes === 1;
+  }
+
+  afterCommit(callback: () => void): void {
+    this.storage.assertInTransaction();
+    (this.callbacks ??= []).push(callback);
   }
 }
 
@@ -252,7 +275,7 @@ export class SqliteModuleStorage implements PlatformStorage {
     this.#queue = [];
     if (batch.length === 0) return;
     const tx = new SqliteTx(this);
-    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const results: Array<{ ok: true; value: unknown; callbacks: Array<() => void> | undefined } | { ok: false; error: unknown }> = [];
     const single = batch.length === 1;
     try {
       this.conn.exec("BEGIN IMMEDIATE");
@@ -265,6 +288,7 @@ export class SqliteModuleStorage implements PlatformStorage {
     for (const p of batch) {
       if (!single) this.conn.exec("SAVEPOINT body");
       const before = tx.outboxAppended;
+      tx.callbacks = undefined;
       try {
         const value = inCallerTrace(this.tracer, p.trace, () => p.body(tx));
         if (value instanceof Promise) {
@@ -272,7 +296,7 @@ export class SqliteModuleStorage implements PlatformStorage {
           throw new Error(`module ${this.module}: a transaction body must be synchronous (it returned a Promise); do every await before the transaction`);
         }
         if (!single) this.conn.exec("RELEASE body");
-        results.push({ ok: true, value });
+        results.push({ ok: true, value, callbacks: tx.callbacks });
       } catch (error) {
         tx.outboxAppended = before;
         if (single) {
@@ -299,6 +323,7 @@ export class SqliteModuleStorage implements PlatformStorage {
     }
     if (marks > 0) this.#marksWritten(marks);
     this.onCommit?.(batch.length);
+    for (const r of results) if (r.ok) runAfterCommit(r.callbacks);
     batch.forEach((p, i) => {
       const r = results[i]!;
       if (r.ok) p.resolve(r.value);

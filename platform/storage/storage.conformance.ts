@@ -157,6 +157,45 @@ export function storageConformance(name: string, makeHome: () => Promise<Storage
       expect(await ids()).toEqual(["a", "b", "h", "i"]);
     });
 
+    it("runs a body's after-commit callbacks once it committed, before its caller is answered; never for a failed body, alone or in a group", async () => {
+      const ran: string[] = [];
+      const body =
+        (id: string, fail?: "throw" | "duplicate") =>
+        (tx: PlatformTx): string => {
+          tx.afterCommit(() => ran.push(`${id}: ${commits.length} commits`));
+          insert(tx, id);
+          if (fail === "duplicate") insert(tx, "a");
+          if (fail === "throw") throw new Error("boom");
+          tx.afterCommit(() => ran.push(`${id} again`));
+          return id;
+        };
+      await seed(["a", 1]);
+      // Answered after its callbacks ran, which ran after the commit.
+      expect(await storage.transactInternal((tx) => body("b")(tx)).then(() => [...ran])).toEqual(["b: 2 commits", "b again"]);
+      ran.length = 0;
+      expect(await outcome(storage.transactInternal(body("c", "throw")))).toBe("Error: boom");
+      expect(await outcome(storage.transactInternal(body("c", "duplicate")))).toBe("unique violation");
+      expect(ran).toEqual([]);
+      // In one group: the failed bodies' callbacks are dropped, the others run, a throwing one stops none.
+      const results = await Promise.all([
+        outcome(storage.transactInternal(body("d"))),
+        outcome(storage.transactInternal(body("e", "throw"))),
+        outcome(
+          storage.transactInternal((tx) => {
+            tx.afterCommit(() => {
+              throw new Error("callback");
+            });
+            return body("f")(tx);
+          }),
+        ),
+        outcome(storage.transactInternal(body("g", "duplicate"))),
+      ]);
+      expect(results).toEqual(["ok d", "Error: boom", "ok f", "unique violation"]);
+      expect(ran.filter((r) => !r.includes("again")).map((r) => r.split(":")[0])).toEqual(["d", "f"]);
+      expect(ran.filter((r) => r.includes("again"))).toEqual(["d again", "f again"]);
+      expect(await ids()).toEqual(["a", "b", "d", "f"]);
+    });
+
     for (const together of [false, true]) {
       const how = together ? "in a group" : "alone";
 

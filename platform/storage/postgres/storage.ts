@@ -5,7 +5,7 @@ import type { Sql } from "postgres";
 import { newId, uuidv7Floor } from "../../ids.ts";
 import type { SqliteDb, Tx } from "../../module.ts";
 import { formatTraceparent, type TraceContext, type Tracer } from "../../observability/trace.ts";
-import { DuplicateDelivery, inCallerTrace, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
+import { DuplicateDelivery, inCallerTrace, runAfterCommit, type OutboxRow, type PlatformStorage, type PlatformTx } from "../module-storage.ts";
 import { isUniqueViolation, StatementCache, type ReadQuery, type StatementValues, type WriteChecks, type WriteStatement } from "../statements.ts";
 import { postgresJsClient, type PgClient } from "./client.ts";
 import { acquireRelayLease, listenForOutbox, RelayLeaseLost, type RelayLease } from "./relay-claim.ts";
@@ -22,6 +22,8 @@ interface PlannedWrite {
 interface Plan {
   readonly writes: PlannedWrite[];
   readonly events: Array<[string, string, string, Uint8Array, string, number]>;
+  /** Run once the plan's transaction committed (`PlatformTx.afterCommit`). */
+  readonly callbacks: Array<() => void>;
 }
 
 interface Pending {
@@ -45,7 +47,7 @@ class PlanFailed extends Error {
 /** Records a body's writes as a plan; usable only while the body runs. */
 class PgTx implements PlatformTx {
   readonly dialect = "postgres" as const;
-  readonly plan: Plan = { writes: [], events: [] };
+  readonly plan: Plan = { writes: [], events: [], callbacks: [] };
   open = true;
 
   constructor(private readonly storage: PgModuleStorage) {}
@@ -77,6 +79,11 @@ class PgTx implements PlatformTx {
       checks: { ifUnchanged: () => new DuplicateDelivery(`${consumer} already consumed ${eventId}`) },
     });
     return true;
+  }
+
+  afterCommit(callback: () => void): void {
+    this.#assertOpen();
+    this.plan.callbacks.push(callback);
   }
 }
 
@@ -227,6 +234,7 @@ export class PgModuleStorage implements PlatformStorage {
     try {
       await this.#execute(ready.map((r) => r.plan));
       this.#opts.onCommit?.(ready.length);
+      for (const r of ready) runAfterCommit(r.plan.callbacks);
       for (const r of ready) r.p.resolve(r.value);
       return;
     } catch (err) {
@@ -240,6 +248,7 @@ export class PgModuleStorage implements PlatformStorage {
       try {
         await this.#execute([r.plan]);
         this.#opts.onCommit?.(1);
+        runAfterCommit(r.plan.callbacks);
         r.p.resolve(r.value);
       } catch (err) {
         r.p.reject(err instanceof PlanFailed ? err.error : err);
