@@ -264,6 +264,35 @@ for (const [dialect, makeHome] of [
       expect(uncached.rows.total).toBe(2 * 32);
     });
 
+    it("keeps what its own append committed: the next load reads no events; an append whose body failed keeps nothing", async () => {
+      const counted = counting(storage);
+      const store = eventStore(counted.storage, options(100));
+      const first = await storage.transact((tx) => store.append(tx, { streamId: "own", state: INITIAL, version: 0 }, [add(1), add(2)]));
+      counted.rows.total = 0;
+      expect(await store.load("own")).toEqual(first);
+      expect(counted.rows.total).toBe(0);
+
+      // The body fails after the append: the load still answers the committed state, and reads
+      // nothing, as nothing new committed.
+      const failed = await outcome(
+        storage.transact((tx) => {
+          store.append(tx, first, [add(40)]);
+          throw new Error("after the append");
+        }),
+      );
+      expect(failed).toBe("Error: after the append");
+      expect(await store.load("own")).toEqual(first);
+      expect(counted.rows.total).toBe(0);
+
+      // A load racing an append (it may read the new event, or not) does not put an older state back.
+      const second = await storage.transact((tx) => store.append(tx, first, [sub(1)]));
+      const [third] = await Promise.all([storage.transact((tx) => store.append(tx, second, [rename("x")])), store.load("own")]);
+      counted.rows.total = 0;
+      expect(await store.load("own")).toEqual(third);
+      expect(counted.rows.total).toBe(0);
+      expect(third).toEqual({ streamId: "own", ...(await fullFold(store, "own")) });
+    });
+
     for (const together of [false, true]) {
       it(`fails the second of two appends from the same version with WriteConflict and writes nothing of its body (${together ? "one group commit" : "one after the other"})`, async () => {
         const store = eventStore(storage, options(2));

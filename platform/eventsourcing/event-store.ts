@@ -4,6 +4,7 @@ import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { bigint as pgBigint, pgTable, primaryKey as pgPrimaryKey, text as pgText } from "drizzle-orm/pg-core";
 import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import type { MigrationSet, ModuleStorage, Tx } from "../module.ts";
+import type { PlatformTx } from "../storage/module-storage.ts";
 import { LruMap } from "../lru.ts";
 import { statementsFor, WriteConflict } from "../storage/statements.ts";
 
@@ -128,11 +129,13 @@ export interface EventStoreOptions<S> {
   /** Reads a snapshot back (default JSON). */
   readonly fromSnapshot?: (text: string) => S;
   /**
-   * Streams whose last loaded state this store keeps in memory (least recently loaded dropped
-   * first; 0: none). Committed events never change, so a load then reads only the events after
-   * the kept version — usually none or the few this process appended — instead of the snapshot
-   * and up to `snapshotEvery` events. States are kept as snapshot text, so the default is 10,000
-   * when the store snapshots and 0 when `snapshotEvery` is 0 (the state may not snapshot).
+   * Streams whose last loaded or appended state this store keeps in memory (least recently used
+   * dropped first; 0: none). Committed events never change, so a load then reads only the events
+   * after the kept version — none, when the last append was this store's, as an append's state is
+   * kept once it commits — instead of the snapshot and up to `snapshotEvery` events. Another
+   * process's appends are read and folded in. States are kept as snapshot text, so the default
+   * is 10,000 when the store snapshots and 0 when `snapshotEvery` is 0 (the state may not
+   * snapshot).
    */
   readonly cachedStreams?: number;
 }
@@ -170,6 +173,11 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
 
   // Kept as snapshot text: a state handed out can be changed by its caller, the text cannot.
   const cache = new LruMap<string, { version: number; state: string }>(capacity);
+  /** Keeps a stream's state (loaded, or appended once committed), unless a later one is kept already. */
+  const keep = (streamId: string, version: number, state: S) => {
+    const kept = cache.get(streamId);
+    if (!kept || kept.version < version) cache.set(streamId, { version, state: toSnapshot(state) });
+  };
 
   return {
     /** The stream's state: the kept or latest snapshot, with the events after it folded in. */
@@ -182,7 +190,7 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
         state = opts.apply(state, decode(e.type, e.payload));
         version = e.version;
       }
-      if (capacity > 0 && version !== kept?.version) cache.set(streamId, { version, state: toSnapshot(state) });
+      if (capacity > 0 && version !== kept?.version) keep(streamId, version, state);
       return { streamId, state, version };
     },
 
@@ -214,6 +222,9 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
         state = opts.apply(state, message);
         if (every > 0 && version % every === 0) tx.write(putSnapshot, { streamId: loaded.streamId, version, state: toSnapshot(state), takenAt: now });
       }
+      // The platform's transactions take callbacks for after the commit; a bare Tx (a test's) does not.
+      const after = (tx as Partial<PlatformTx>).afterCommit;
+      if (capacity > 0 && events.length > 0 && after) after.call(tx, () => keep(loaded.streamId, version, state));
       return { streamId: loaded.streamId, state, version };
     },
   };
