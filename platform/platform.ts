@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { Hono } from "hono";
+import { busFile } from "./bus/embedded.ts";
 import { openBus } from "./bus/open.ts";
 import { collectCaptures, startCaptures, type Captures } from "./cdc/capture.ts";
 import { createConsumer, KeyedLocks } from "./bus/consumer.ts";
@@ -22,7 +23,8 @@ import { createLocalTransport, LocalServiceRegistry } from "./rpc/local-transpor
 import { createRemoteTransport, type RemoteTransport } from "./rpc/remote-transport.ts";
 import { ModuleThread, planThreads, threadMetrics } from "./threads/host.ts";
 import type { PlatformStorage } from "./storage/module-storage.ts";
-import { openModuleStorage } from "./storage/open.ts";
+import { moduleFile, openModuleStorage } from "./storage/open.ts";
+import { ownFiles } from "./storage/sqlite.ts";
 import { validateModuleConfig, validateTopology } from "./topology.ts";
 import type { RemoteProcess } from "./topology/plan.ts";
 
@@ -153,7 +155,18 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
     return c as Client<S>;
   };
 
-  const bus: Bus & { prune?(before: number): Promise<unknown> } = opts.bus ?? (await openBus(config, logger.child({ component: "bus" })));
+  // The SQLite files this process keeps — its modules' (a module thread owns its own) and the
+  // embedded bus's log — are its alone: a second process on them fails here, naming them.
+  const releaseFiles = await ownFiles([
+    ...(config.storage.kind === "postgres" ? [] : hosted.map((m) => moduleFile(config, m.name))),
+    ...(opts.bus || config.bus.kind === "nats" ? [] : [busFile(config.dataDir)]),
+  ]);
+  const bus: Bus & { prune?(before: number): Promise<unknown> } =
+    opts.bus ??
+    (await openBus(config, logger.child({ component: "bus" })).catch((err: unknown) => {
+      releaseFiles();
+      throw err;
+    }));
   const readModels = new ReadModels({ bus, config, tracer, logger });
 
   let storages = new Map<string, PlatformStorage>();
@@ -185,15 +198,19 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   let servedBindings: readonly ServiceBinding[] = [];
   let moduleRoutes: ReadonlyArray<{ method: string; path: string }> = [];
   const cleanup = async () => {
-    await readModels.stop();
-    // The module threads' consumers and relays use the main thread's bus: they stop first.
-    for (const t of threads) await t.stop().catch((err: unknown) => logger.error("module thread did not stop cleanly", { modules: t.modules, err }));
-    for (const s of subscriptions) await s.stop();
-    for (const r of relays) await r.stop();
-    await captures?.stop();
-    for (const { instance } of instances) await instance.stop?.();
-    await bus.close();
-    for (const s of storages.values()) await s.close();
+    try {
+      await readModels.stop();
+      // The module threads' consumers and relays use the main thread's bus: they stop first.
+      for (const t of threads) await t.stop().catch((err: unknown) => logger.error("module thread did not stop cleanly", { modules: t.modules, err }));
+      for (const s of subscriptions) await s.stop();
+      for (const r of relays) await r.stop();
+      await captures?.stop();
+      for (const { instance } of instances) await instance.stop?.();
+      await bus.close();
+      for (const s of storages.values()) await s.close();
+    } finally {
+      releaseFiles();
+    }
   };
 
   try {

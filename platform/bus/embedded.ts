@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS bus_redrives (consumer TEXT NOT NULL, seq INTEGER NOT
 CREATE TABLE IF NOT EXISTS bus_pruned (type TEXT PRIMARY KEY, through_seq INTEGER NOT NULL);
 `;
 
+/** The embedded bus's SQLite file. */
+export const busFile = (dataDir: string): string => join(dataDir, "bus.db");
+
 /** The embedded log's one stream, as named in a `BusPosition`. */
 export const LOG_STREAM = "log";
 
@@ -74,7 +77,7 @@ function toDelivery(row: EventRow, attempt: number): Delivery {
  * @example const bus = await openEmbeddedBus({ dataDir: "./data", ... });
  */
 export async function openEmbeddedBus(opts: EmbeddedBusOptions): Promise<EmbeddedBus> {
-  const conn = await openSqlite(join(opts.dataDir, "bus.db"), opts.sqlite, opts.logger);
+  const conn = await openSqlite(busFile(opts.dataDir), opts.sqlite, opts.logger);
   conn.exec(SCHEMA);
   return new EmbeddedBus(conn, opts);
 }

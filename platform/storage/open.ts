@@ -22,6 +22,9 @@ export interface OpenStorageDeps {
   readonly walRelayed?: ReadonlySet<string>;
 }
 
+/** A module's SQLite file. */
+export const moduleFile = (config: PlatformConfig, module: string): string => join(config.dataDir, `${module}.db`);
+
 /**
  * Opens and migrates the storage of every module this process hosts: one SQLite file each, or
  * (storage.kind = postgres) one schema under its own role each — provisioned first when allowed.
@@ -41,7 +44,7 @@ export async function openModuleStorage(config: PlatformConfig, manifests: reado
 
 async function openAllSqlite(config: PlatformConfig, manifests: readonly ModuleManifest<any>[], deps: OpenStorageDeps, opened: Map<string, PlatformStorage>): Promise<void> {
   for (const manifest of manifests) {
-    const conn = await openSqlite(join(config.dataDir, `${manifest.name}.db`), config.sqlite, deps.logger);
+    const conn = await openSqlite(moduleFile(config, manifest.name), config.sqlite, deps.logger);
     let applied: string[];
     try {
       applied = migrateSqlite(conn, manifest.name, manifest.migrations.sqlite);

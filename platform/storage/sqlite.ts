@@ -61,6 +61,52 @@ export async function openSqlite(file: string, opts: SqliteOptions, logger?: Log
   return checkpointedInBackground(conn, pages, logger);
 }
 
+/** The files another owner holds (see `ownFiles`). */
+export class FilesInUse extends Error {
+  override readonly name = "FilesInUse";
+  constructor(readonly files: readonly string[]) {
+    super(
+      `${files.join(", ")} ${files.length === 1 ? "is" : "are"} in use by another process (or another platform in this one): a SQLite file of this platform has one owner, as its relay, bus and caches rely on it. Stop that one first, or give this one another data dir`,
+    );
+  }
+}
+
+/**
+ * Makes this process the one owner of `files` (SQLite databases it will open): holds an exclusive
+ * lock on `<file>-owner` for each, until `release()` or the process ends — a kill -9 included, as
+ * the operating system drops the locks of a dead process. Fails with `FilesInUse`, naming every
+ * file already owned, by another process or by another owner in this one.
+ * @example const release = await ownFiles(["./data/orders.db"]); … release();
+ */
+export async function ownFiles(files: readonly string[]): Promise<() => void> {
+  const held: DriverConnection[] = [];
+  const taken: string[] = [];
+  for (const file of files) {
+    const conn = isBun ? await openBun(`${file}-owner`) : await openBetter(`${file}-owner`);
+    try {
+      // No journal (nothing is written), not WAL: BEGIN EXCLUSIVE takes the exclusive lock at once,
+      // exclusive locking mode keeps it; busy_timeout 0 answers at once when another has it.
+      conn.exec("PRAGMA busy_timeout = 0; PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE");
+      held.push(conn);
+    } catch (err) {
+      conn.close();
+      if (!/locked|busy/i.test(String((err as { code?: unknown }).code ?? (err as Error).message))) {
+        for (const c of held) c.close();
+        throw err;
+      }
+      taken.push(file);
+    }
+  }
+  const release = () => {
+    for (const c of held.splice(0)) c.close();
+  };
+  if (taken.length > 0) {
+    release();
+    throw new FilesInUse(taken);
+  }
+  return release;
+}
+
 /**
  * The connection with its checkpoints handed to the checkpoint thread: its own autocheckpoint
  * raised to the backstop, every write outside a transaction (a COMMIT, an autocommit statement)

@@ -43,4 +43,19 @@ describe.skipIf(!isBun)("start-up (e2e)", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/module orders: the database has migration 9999_from_the_future/);
   });
+
+  it("refuses a second process on the same data dir, naming the files it holds; a kill -9 of the first frees them", async () => {
+    const dataDir = pool.dir();
+    const first = await pool.start({ dataDir });
+    const r = run(["--port", "0", "--data-dir", dataDir]);
+    expect(r.code).toBe(1);
+    // The main thread's files; the module thread's were not reached.
+    for (const file of ["catalog.db", "customers.db", "orders.db", "bus.db"]) expect(r.stderr).toContain(join(dataDir, file));
+    expect(r.stderr).toMatch(/in use by another process/);
+    expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
+    // The operating system drops a dead process's locks: a crash never leaves the dir locked.
+    await first.kill("SIGKILL");
+    const second = await pool.start({ dataDir });
+    expect((await fetch(`${second.url}/readyz`)).status).toBe(200);
+  });
 });
