@@ -3,17 +3,19 @@ import { withDefaultThreads } from "../main.ts";
 import { allModules } from "../modules.ts";
 import { tempDataDir, testConfig } from "./support/platform.ts";
 
-const CONSUMER_SIDE = ["payments", "inventory", "notifications", "analytics", "order-history"];
+const THREADED = ["payments", "inventory", "notifications"];
 
 describe("the binary's threads.workers when the configuration leaves it unset", () => {
   const base = testConfig({ dataDir: tempDataDir() });
   const unset = { ...base, threads: {} };
 
-  it("puts the consumer-side modules on one thread in one embedded process on 2+ cores", () => {
-    expect(withDefaultThreads(unset, allModules, 2).threads.workers).toEqual([CONSUMER_SIDE]);
+  it("puts payments, inventory and notifications on one thread in one embedded process on 2+ cores; order-history and analytics stay with orders", () => {
+    expect(withDefaultThreads(unset, allModules, 2).threads.workers).toEqual([THREADED]);
   });
 
-  it("takes only those this process hosts (the one-hop bench runs four modules)", () => {
+  it("takes only those this process hosts; without any of the saga's, its read side (the one-hop bench's four modules)", () => {
+    const some = allModules.filter((m) => ["catalog", "customers", "orders", "inventory", "analytics"].includes(m.name));
+    expect(withDefaultThreads(unset, some, 2).threads.workers).toEqual([["inventory"]]);
     const four = allModules.filter((m) => ["catalog", "customers", "orders", "order-history"].includes(m.name));
     expect(withDefaultThreads(unset, four, 2).threads.workers).toEqual([["order-history"]]);
     const none = allModules.filter((m) => ["catalog", "customers"].includes(m.name));

@@ -383,7 +383,11 @@ export async function tableCounts(file: string): Promise<Record<string, number>>
 export const TOPOLOGIES = ["embedded", "threads", "postgres", "split"] as const;
 export type TopologyKind = (typeof TOPOLOGIES)[number];
 
-/** The modules the `threads` topology runs on a module thread (threads.workers): those that only consume events. */
+/**
+ * The modules the `threads` topology runs on a module thread (threads.workers): every one that only
+ * consumes events — more than the binary's default (payments, inventory, notifications), so read
+ * models, their admin and their replay cross the port too.
+ */
 export const THREAD_MODULES = ["payments", "inventory", "notifications", "analytics", "order-history"] as const;
 
 /** Every module of the platform, as the topology file names them. */
@@ -467,7 +471,7 @@ export interface TopologyOptions {
 /**
  * Starts `kind` once (call in `beforeAll`, stop in `afterAll`):
  * - `embedded`: one `bun main.ts` on embedded SQLite and the embedded bus, every module on the main thread (`threads.workers = []`);
- * - `threads`: the same with `THREAD_MODULES` on a module thread of their own (what the binary does by default on 2+ cores);
+ * - `threads`: the same with `THREAD_MODULES` on a module thread of their own (the binary's default on 2+ cores puts three of them there);
  * - `postgres`: `config/single-postgres.json`, one process on the test Postgres and the shared NATS;
  * - `split`: the three processes of `config/split.json` on the test Postgres and the shared NATS.
  * Config files are written to a temp file with free ports, temp data dirs, the test Postgres URL
