@@ -81,25 +81,27 @@ export class FilesInUse extends Error {
 export async function ownFiles(files: readonly string[]): Promise<() => void> {
   const held: DriverConnection[] = [];
   const taken: string[] = [];
-  for (const file of files) {
-    const conn = isBun ? await openBun(`${file}-owner`) : await openBetter(`${file}-owner`);
-    try {
-      // No journal (nothing is written), not WAL: BEGIN EXCLUSIVE takes the exclusive lock at once,
-      // exclusive locking mode keeps it; busy_timeout 0 answers at once when another has it.
-      conn.exec("PRAGMA busy_timeout = 0; PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE");
-      held.push(conn);
-    } catch (err) {
-      conn.close();
-      if (!/locked|busy/i.test(String((err as { code?: unknown }).code ?? (err as Error).message))) {
-        for (const c of held) c.close();
-        throw err;
-      }
-      taken.push(file);
-    }
-  }
   const release = () => {
     for (const c of held.splice(0)) c.close();
   };
+  try {
+    for (const file of files) {
+      const conn = isBun ? await openBun(`${file}-owner`) : await openBetter(`${file}-owner`);
+      try {
+        // No journal (nothing is written), not WAL: BEGIN EXCLUSIVE takes the exclusive lock at
+        // once, exclusive locking mode keeps it; busy_timeout 0 answers at once when another has it.
+        conn.exec("PRAGMA busy_timeout = 0; PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE");
+        held.push(conn);
+      } catch (err) {
+        conn.close();
+        if (!/locked|busy/i.test(String((err as { code?: unknown }).code ?? (err as Error).message))) throw err;
+        taken.push(file);
+      }
+    }
+  } catch (err) {
+    release();
+    throw err;
+  }
   if (taken.length > 0) {
     release();
     throw new FilesInUse(taken);
