@@ -205,7 +205,7 @@ const threads = z
       .array(z.array(z.string().min(1), "expected an array of module names").min(1, "expected at least one module"), "expected an array of module groups")
       .optional()
       .describe(
-        'Groups of this process\'s modules that each run on a worker thread of their own (Bun only), e.g. [["payments", "inventory", "notifications", "analytics", "order-history"]]: the second core for modules that only consume events and call no module on another thread. The main thread keeps HTTP (it forwards their routes), the bus and every other module. [] keeps every module on the main thread. Unset: the binary decides — the reference system puts those five modules on one thread when it runs them in one embedded process on 2 or more cores (see README, "Threads", and docs/adr/0017-embedded-modules-on-worker-threads.md).',
+        'Groups of this process\'s modules that each run on a worker thread of their own (Bun only), e.g. [["payments", "inventory", "notifications"]]: the second core for modules that only consume events and call no module on another thread. The main thread keeps HTTP (it forwards their routes), the bus and every other module. [] keeps every module on the main thread. Unset: the binary decides — in one embedded process on 2 or more cores, the reference system puts payments, inventory and notifications on one thread (order-history and analytics when it hosts none of those three; see README, "Threads", and docs/adr/0017-embedded-modules-on-worker-threads.md).',
       ),
   })
   .prefault({})
