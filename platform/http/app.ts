@@ -36,17 +36,26 @@ export function createHttpApp(opts: HttpAppOptions): { app: Hono; mountServices(
     child.observe(seconds);
   };
 
+  // Requests being handled, read at scrape time (the scrape counts itself): what a graceful stop waits for.
+  let inFlight = 0;
+  metrics.gaugeFn("selaras_http_requests_in_flight", "HTTP requests being handled now, the scrape asking included (a graceful stop waits for them)", [], (set) => set({}, inFlight));
+
   app.use("*", async (c, next) => {
     const span = childSpan(parseTraceparent(c.req.header("traceparent")));
     const started = performance.now();
-    await tracer.run(span, async () => {
-      await next();
-      c.header("traceparent", formatTraceparent(span));
-      const route = c.req.routePath ?? "unmatched";
-      const seconds = (performance.now() - started) / 1000;
-      observe(c.req.method, route, c.res.status, seconds);
-      logger.debug("request", { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1e5) / 100 });
-    });
+    inFlight++;
+    try {
+      await tracer.run(span, async () => {
+        await next();
+        c.header("traceparent", formatTraceparent(span));
+        const route = c.req.routePath ?? "unmatched";
+        const seconds = (performance.now() - started) / 1000;
+        observe(c.req.method, route, c.res.status, seconds);
+        logger.debug("request", { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1e5) / 100 });
+      });
+    } finally {
+      inFlight--;
+    }
   });
 
   app.use(

@@ -443,13 +443,28 @@ describe.skipIf(!isBun)("faults of the split topology on Postgres + NATS (e2e)",
       await load.halt();
       throw err;
     }
-    // SIGTERM lands on requests in flight: the clients' current ones and a burst sent in this very
-    // tick. The clients send nothing new after it.
+    // SIGTERM lands on requests in flight: the clients' current ones and a burst. The clients send
+    // nothing new after it. core is stopped meanwhile (SIGSTOP), so whatever orders has begun to
+    // handle waits in PlaceOrder's call to catalog: it is surely in flight when SIGTERM arrives,
+    // and commits after it once core runs again.
+    const core = topo.serverOf("catalog");
     load.state.halted = true;
-    load.burst(16);
-    load.state.phase = "terminating";
-    const inFlightAtTerm = load.state.inFlight;
-    const exit = await orders.stop(20_000);
+    core.proc.kill("SIGSTOP");
+    let exit: Awaited<ReturnType<RunningServer["stop"]>>;
+    let inFlightAtTerm: number;
+    try {
+      load.burst(16);
+      // Besides the scrape itself.
+      await waitFor(async () => ((await gauge(orders, "selaras_http_requests_in_flight"))[0]?.value ?? 0) > 1, { what: "orders handling a request while core is stopped" });
+      load.state.phase = "terminating";
+      inFlightAtTerm = load.state.inFlight;
+      const stopping = orders.stop(20_000);
+      await waitFor(() => orders.entries().some((e) => e.msg === "shutting down"), { what: "orders taking the SIGTERM" });
+      core.proc.kill("SIGCONT");
+      exit = await stopping;
+    } finally {
+      core.proc.kill("SIGCONT");
+    }
     await load.halt();
     expect(exit, "graceful exit, not forced").toEqual({ code: 0, signal: null });
     expect(inFlightAtTerm, "requests in flight when SIGTERM was sent").toBeGreaterThanOrEqual(16);
