@@ -112,11 +112,14 @@ export class OutboxRelay implements Relay {
         const now = Date.now();
         for (const r of rows) lag.observe((now - r.created_at) / 1000);
         published.inc(rows.length);
-        // Marks what was published and reads what came meanwhile, in one round trip. The bus
-        // has them: if the mark fails, the next pass reads and publishes them again, and their
-        // event ids make that a duplicate the bus and the inboxes drop.
+        // Marks what was published and reads what came meanwhile, in one round trip — unless
+        // nothing can have come: a read short of the batch saw every row committed before it,
+        // and no commit with events rang since (the bell was reset right before that read). The
+        // bus has them: if the mark fails, the next pass reads and publishes them again, and
+        // their event ids make that a duplicate the bus and the inboxes drop.
+        const readAfter = rows.length < batchSize && !this.#bell.rung ? 0 : batchSize;
         this.#bell.rung = false;
-        next = await this.storage.markPublished(rows[rows.length - 1]!.seq, now, batchSize);
+        next = await this.storage.markPublished(rows[rows.length - 1]!.seq, now, readAfter);
         failures = 0;
       } catch (err) {
         failures++;
