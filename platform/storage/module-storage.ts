@@ -155,8 +155,12 @@ export class SqliteTx implements PlatformTx {
   }
 }
 
-/** How long a relay's mark may wait for a commit to ride on before it gets one of its own. */
-const MARK_DELAY_MS = 50;
+/**
+ * How long a relay's mark may wait before it is written (ADR 0003). SQLite: for a commit of the
+ * module's to ride on, else it gets one of its own. Postgres: each write is a commit (a WAL
+ * flush), so the lease writes the marks of this long in one statement instead of one per batch.
+ */
+export const MARK_DELAY_MS = 50;
 
 /**
  * One module's private SQLite database with group commit.

@@ -1,5 +1,5 @@
 import postgres, { type Options, type Sql } from "postgres";
-import { outboxRowOf, type OutboxRow } from "../module-storage.ts";
+import { MARK_DELAY_MS, outboxRowOf, type OutboxRow } from "../module-storage.ts";
 import { bunSqlClient, postgresJsClient, type PgClient } from "./client.ts";
 
 /*
@@ -79,14 +79,6 @@ export async function acquireRelayLease(
 /** The columns of an outbox row as `outboxRowOf` reads them (bigints as float8: plain numbers). */
 const OUTBOX_COLUMNS = "o.seq::float8 AS seq, o.event_id::text AS event_id, o.aggregate_id, o.type, o.payload, o.headers, o.created_at::float8 AS created_at";
 
-/**
- * How long the relay's marks wait before they are written. Each write is a Postgres commit (a WAL
- * flush), and under load the relay publishes many small batches: one write per 50 ms instead of
- * one per batch. A lease lost in the window leaves those rows for the next leader to publish
- * again: the same ids, which the bus deduplicates (NATS' duplicate window) and the inboxes absorb.
- */
-export const MARK_DELAY_MS = 50;
-
 class PgRelayLease implements RelayLease {
   #lost = false;
   readonly #read: string;
@@ -132,7 +124,7 @@ class PgRelayLease implements RelayLease {
     if (seq > this.#markedUpTo) {
       this.#markedUpTo = seq;
       this.#marks.push([seq, at]);
-      this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.markDelayMs);
+      this.#scheduleFlush();
     }
     return next > 0 ? this.readUnpublished(next) : [];
   }
@@ -152,13 +144,19 @@ class PgRelayLease implements RelayLease {
       );
       return row!.n;
     } catch (err) {
-      // Not written: with the next write, unless the lease is gone (its successor publishes them again).
+      // Not written: with the next write, unless the lease is gone (its successor publishes them
+      // again: the same ids, which the bus deduplicates and the inboxes absorb).
       if (!this.#lost) {
         this.#marks.unshift(...marks);
-        this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.markDelayMs);
+        this.#scheduleFlush();
       }
       throw err;
     }
+  }
+
+  /** Writes the pending marks `markDelayMs` from now, unless a write is due already. */
+  #scheduleFlush(): void {
+    this.#timer ??= setTimeout(() => void this.flush().catch(() => {}), this.markDelayMs);
   }
 
   async release(): Promise<void> {
