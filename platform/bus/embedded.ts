@@ -508,6 +508,9 @@ class EmbeddedSubscription {
     let attempt = 1;
     while (this.#running && !this.#paused) {
       const [result] = await this.#handle([toDelivery(row, attempt)]);
+      // Stopping: as in #deliver, a failure now is no verdict. The re-drive stays; the next start
+      // delivers it again.
+      if (!result?.ok && !this.#running) return;
       if (result?.ok || attempt >= this.bus.opts.maxDeliver) {
         this.bus.conn.exec("BEGIN IMMEDIATE");
         this.bus.conn.prepare("DELETE FROM bus_redrives WHERE consumer = ? AND seq = ?").run(this.consumer, row.seq);

@@ -239,4 +239,36 @@ describe("port bus", () => {
     expect(seen[0]!.envelope.id).toBe(ev.id);
     expect(await host.deadLetters("c1")).toEqual([]);
   });
+  it("does not dead-letter a re-driven event cut off on its last attempt: the re-drive stays for the next start", async () => {
+    const ev = envelope("x");
+    const first = link();
+    const attempts: number[] = [];
+    let redriving = false;
+    let lastHanded!: () => void;
+    const onLast = new Promise<void>((r) => (lastHanded = r));
+    first.bus.subscribe({
+      consumer: "c1",
+      types: [E],
+      handle: async ([d]) => {
+        attempts.push(d!.attempt);
+        if (!redriving || d!.attempt < CONFORMANCE.maxDeliver) return [{ ok: false as const, error: new Error("not yet") }];
+        lastHanded();
+        return new Promise<never>(() => {}); // the re-drive's last attempt never answers: the thread is lost
+      },
+    });
+    await first.bus.publish([ev]);
+    await waitFor(async () => (await host.deadLetters("c1")).length === 1, { what: "the first dead letter" });
+    redriving = true;
+    expect(await host.redrive("c1")).toBe(1);
+    await onLast;
+    await first.served.close();
+    expect(attempts).toEqual([1, 2, 3, 1, 2, 3]);
+    expect(await host.deadLetters("c1")).toEqual([]);
+
+    const second = link();
+    const { seen } = record(second.bus, "c1");
+    await waitFor(() => seen.length === 1, { what: "the re-drive delivered again" });
+    expect(seen[0]!.envelope.id).toBe(ev.id);
+    expect(await host.deadLetters("c1")).toEqual([]);
+  });
 });
