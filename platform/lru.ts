@@ -29,6 +29,10 @@ export class LruMap<K, V> {
     return value;
   }
 
+  delete(key: K): void {
+    this.#map.delete(key);
+  }
+
   set(key: K, value: V): void {
     if (this.capacity <= 0) return;
     this.#map.delete(key);

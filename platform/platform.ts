@@ -222,6 +222,7 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
         return (n) => commits.observe(n);
       },
       walRelayed: walRelayedModules(config, hosted),
+      owned: true, // ownFiles above
     });
     // Before any module writes: a change committed from here on is captured.
     captures = await startCaptures({ config, specs: opts.captures ?? collectCaptures(opts.modules), storages, bus, logger, metrics });

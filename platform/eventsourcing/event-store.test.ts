@@ -112,9 +112,9 @@ function postgresHome(): Home {
   };
 }
 
-/** The storage with every row its reads return counted, per table read. */
+/** The storage with every row its reads return counted, per table read, and the reads themselves. */
 function counting(storage: ModuleStorage) {
-  const rows = { total: 0 };
+  const rows = { total: 0, reads: 0 };
   const wrapped: ModuleStorage = {
     ...storage,
     module: storage.module,
@@ -122,6 +122,7 @@ function counting(storage: ModuleStorage) {
     read: async (query, values) => {
       const got = await storage.read(query, values);
       rows.total += got.length;
+      rows.reads++;
       return got;
     },
     transact: (body) => storage.transact(body),
@@ -360,3 +361,49 @@ for (const [dialect, makeHome] of [
     });
   });
 }
+
+describe("event store on a SQLite file it alone writes (PlatformStorage.soleWriter)", () => {
+  let dataDir: string;
+  let storage: PlatformStorage;
+  beforeEach(async () => {
+    dataDir = tempDataDir();
+    storage = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], { ...testStorageDeps(), owned: true })).get("es")!;
+  });
+  afterEach(async () => {
+    await storage.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("loads a kept stream without reading the database; a conflicting append drops what was kept, and the next load reads the stream", async () => {
+    expect(storage.soleWriter).toBe(true);
+    const counted = counting(storage);
+    const store = eventStore(counted.storage, options(100));
+    const first = await storage.transact((tx) => store.append(tx, { streamId: "s", state: INITIAL, version: 0 }, [add(1), add(2)]));
+    counted.rows.reads = 0;
+    expect(await store.load("s")).toEqual(first);
+    expect(counted.rows.reads).toBe(0);
+
+    // An append from a stale load (version 0) conflicts: what was kept is dropped, though it
+    // was right, and the next load reads the stream again.
+    const stale = await outcome(storage.transact((tx) => store.append(tx, { streamId: "s", state: INITIAL, version: 0 }, [add(5)])));
+    expect(stale).toBe("WriteConflict: stream s: version 1 was appended concurrently");
+    expect(await store.load("s")).toEqual(first);
+    expect(counted.rows.reads).toBeGreaterThan(0);
+
+    // Kept again from that load: reads nothing.
+    counted.rows.reads = 0;
+    const second = await storage.transact((tx) => store.append(tx, first, [sub(1)]));
+    expect(await store.load("s")).toEqual(second);
+    expect(counted.rows.reads).toBe(0);
+    expect(second).toEqual({ streamId: "s", state: { total: 2, events: 3, label: "", trail: [1, 2, -1] }, version: 3 });
+  });
+
+  it("is not said of storage opened without owning its file", async () => {
+    const other = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], testStorageDeps())).get("es")!;
+    try {
+      expect(other.soleWriter).toBe(false);
+    } finally {
+      await other.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import { and, asc, eq, gt, sql } from "drizzle-orm";
 import { bigint as pgBigint, pgTable, primaryKey as pgPrimaryKey, text as pgText } from "drizzle-orm/pg-core";
 import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import type { MigrationSet, ModuleStorage, Tx } from "../module.ts";
-import type { PlatformTx } from "../storage/module-storage.ts";
+import type { PlatformStorage, PlatformTx } from "../storage/module-storage.ts";
 import { LruMap } from "../lru.ts";
 import { statementsFor, WriteConflict } from "../storage/statements.ts";
 
@@ -133,9 +133,12 @@ export interface EventStoreOptions<S> {
    * dropped first; 0: none). Committed events never change, so a load then reads only the events
    * after the kept version — none, when the last append was this store's, as an append's state is
    * kept once it commits — instead of the snapshot and up to `snapshotEvery` events. Another
-   * process's appends are read and folded in. States are kept as snapshot text, so the default
-   * is 10,000 when the store snapshots and 0 when `snapshotEvery` is 0 (the state may not
-   * snapshot).
+   * process's appends are read and folded in — unless the storage is its database's sole writer
+   * (`PlatformStorage.soleWriter`: a SQLite file this process owns), when a kept stream's load
+   * reads nothing at all. That also takes this store to be the only one appending to its streams
+   * in this process. An append that conflicts drops its stream's kept state either way. States
+   * are kept as snapshot text, so the default is 10,000 when the store snapshots and 0 when
+   * `snapshotEvery` is 0 (the state may not snapshot).
    */
   readonly cachedStreams?: number;
 }
@@ -173,6 +176,8 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
 
   // Kept as snapshot text: a state handed out can be changed by its caller, the text cannot.
   const cache = new LruMap<string, { version: number; state: string }>(capacity);
+  // Nothing else commits to the file: a kept state is the stream's latest, no events can follow it.
+  const soleWriter = (storage as Partial<PlatformStorage>).soleWriter === true;
   /** Keeps a stream's state (loaded, or appended once committed), unless a later one is kept already. */
   const keep = (streamId: string, version: number, state: S) => {
     const kept = cache.get(streamId);
@@ -183,6 +188,7 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
     /** The stream's state: the kept or latest snapshot, with the events after it folded in. */
     async load(streamId: string): Promise<Loaded<S>> {
       const kept = cache.get(streamId);
+      if (kept && soleWriter) return { streamId, state: fromSnapshot(kept.state), version: kept.version };
       const snap = kept ?? (await storage.read(snapshotOf, { streamId }))[0];
       let state = snap ? fromSnapshot(snap.state) : opts.initial;
       let version = snap?.version ?? 0;
@@ -217,7 +223,13 @@ export function eventStore<S>(storage: ModuleStorage, opts: EventStoreOptions<S>
         tx.write(
           appendEvent,
           { streamId: loaded.streamId, version: at, type: e.schema.typeName, payload: toJsonString(e.schema, message, { registry }), recordedAt: now },
-          { ifDuplicate: () => new WriteConflict(`stream ${loaded.streamId}: version ${at} was appended concurrently`) },
+          {
+            ifDuplicate: () => {
+              // What was kept is behind: the next load reads the stream again.
+              cache.delete(loaded.streamId);
+              return new WriteConflict(`stream ${loaded.streamId}: version ${at} was appended concurrently`);
+            },
+          },
         );
         state = opts.apply(state, message);
         if (every > 0 && version % every === 0) tx.write(putSnapshot, { streamId: loaded.streamId, version, state: toSnapshot(state), takenAt: now });

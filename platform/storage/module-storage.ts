@@ -102,6 +102,13 @@ export interface PlatformStorage extends ModuleStorage {
   readonly relayLeader: boolean;
   /** Ends the relay's wait for the lease (shutdown); `readUnpublished` then fails at once. */
   stopRelaying(): void;
+  /**
+   * True when nothing but this storage commits to its database while it is open: a SQLite file
+   * this process owns (ADR 0018), opened once. What this storage's own commits wrote is then all
+   * there is, so state kept in memory from them needs no reading back (the event store's kept
+   * streams). False on Postgres, where other processes of the module may write.
+   */
+  readonly soleWriter: boolean;
   /** Throws unless the database answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -199,6 +206,8 @@ export class SqliteModuleStorage implements PlatformStorage {
     readonly tracer: Tracer,
     /** Told the size of every group commit (bodies per COMMIT), for metrics. */
     private readonly onCommit?: (bodies: number) => void,
+    /** See `PlatformStorage.soleWriter`: only the platform, which owns the file, says so. */
+    readonly soleWriter = false,
   ) {
     this.db = conn.db;
     this.txDb = new Proxy(conn.db, {

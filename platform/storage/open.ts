@@ -20,6 +20,8 @@ export interface OpenStorageDeps {
   readonly onCommit: (module: string) => (bodies: number) => void;
   /** Modules whose outbox the relay reads from the WAL (`outbox.relay = "cdc"`): no LISTEN connection for them. */
   readonly walRelayed?: ReadonlySet<string>;
+  /** The caller owns the SQLite files (`ownFiles`): each storage is their sole writer (`PlatformStorage.soleWriter`). */
+  readonly owned?: boolean;
 }
 
 /** A module's SQLite file. */
@@ -53,7 +55,7 @@ async function openAllSqlite(config: PlatformConfig, manifests: readonly ModuleM
       throw err;
     }
     if (applied.length > 0) deps.logger.info("migrations applied", { module: manifest.name, applied });
-    opened.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, deps.tracer, deps.onCommit(manifest.name)));
+    opened.set(manifest.name, new SqliteModuleStorage(manifest.name, conn, deps.tracer, deps.onCommit(manifest.name), deps.owned === true));
   }
 }
 

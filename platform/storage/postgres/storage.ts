@@ -329,6 +329,9 @@ export class PgModuleStorage implements PlatformStorage {
   }
 
   /** False only while another instance holds the lease and this one waits for it. */
+  /** Other processes of the module may write the same schema. */
+  readonly soleWriter = false;
+
   get relayLeader(): boolean {
     return !this.#standingBy;
   }
