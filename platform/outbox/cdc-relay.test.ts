@@ -260,7 +260,15 @@ describe('outbox relay from the WAL (outbox.relay = "cdc")', () => {
     let release!: (err: Error) => void;
     const hung = new Promise<never>((_, reject) => (release = reject));
     hung.catch(() => {});
-    const dyingBus = { publish: async (events: Parameters<Bus["publish"]>[0]) => (await bus.publish(events), dying ? hung : undefined) } as unknown as Bus;
+    // Whether a publish dies is decided when it is called: a batch published before `dying` was
+    // set (whose answer may still be on its way) is answered.
+    const dyingBus = {
+      publish: async (events: Parameters<Bus["publish"]>[0]) => {
+        const dies = dying;
+        await bus.publish(events);
+        return dies ? hung : undefined;
+      },
+    } as unknown as Bus;
     const storageA = await open();
     const a = relay(storageA, dyingBus, new Metrics());
     await a.setup();
