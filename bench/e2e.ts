@@ -12,7 +12,7 @@
  * CONFIRMED (`saga.ts`), with a fixed-rate step of its own at the saga bar's rate; a timed replay
  * of the read model (`replay.ts`); change data capture commit → consumer on Postgres (`cdc.ts`).
  */
-import { CpuWindow, histogramFigures, loadFigures, PROJECTION, settledOf, until, waitUntil, type HistogramFigures } from "./metrics.ts";
+import { cpuPerOrder, CpuWindow, histogramFigures, loadFigures, PROJECTION, settledOf, until, waitUntil, type HistogramFigures } from "./metrics.ts";
 import { value, type Sample } from "./prom.ts";
 import { closedLoop, openLoop, type LoadResult } from "./load.ts";
 import { cdcStep } from "./cdc.ts";
@@ -169,6 +169,7 @@ export async function runE2eBench(opts: E2eOptions) {
       const fixedSettled = await waitUntil(server, settled, 120_000, pollMs);
       if (fixedSettled.behind) progress(`${label}/${step}: WARNING not settled after 120 s (${fixedSettled.behind}); figures cover what was done by then`);
       const after = await server.scrape();
+      const cpuFixed = await cpu.read();
       const figures = {
         targetRate: rate,
         ...loadFigures(fixed),
@@ -176,7 +177,8 @@ export async function runE2eBench(opts: E2eOptions) {
         notSettled: fixedSettled.behind,
         readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
         relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
-        cpu: await cpu.read(),
+        cpu: cpuFixed,
+        cpuPerOrder: cpuPerOrder([cpuFixed], fixed.accepted),
         commits: commitFigures(before, after),
         consumers: consumerFigures(before, after),
         rpc: rpcFigures(before, after),
@@ -201,6 +203,7 @@ export async function runE2eBench(opts: E2eOptions) {
     // Not caught up in time: the end-to-end rate is below accepted / (time waited) — an upper bound.
     if (caught.behind) progress(`${label}/saturation: WARNING read model not caught up ${CATCH_UP_TIMEOUT_MS / 1000} s after the load (${caught.behind})`);
     let after = await server.scrape();
+    const cpuCatchingUp = await cpuCatch.read();
     const caughtUpAfterSec = ((caught.at ?? performance.now()) - start) / 1000;
     const saturation = {
       clients: opts.clients,
@@ -215,7 +218,8 @@ export async function runE2eBench(opts: E2eOptions) {
       readModelLag: histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer: PROJECTION }),
       relayLag: histogramFigures(before, after, "selaras_relay_lag_seconds", { module: "orders" }),
       cpuWhileLoading: cpuLoad,
-      cpuCatchingUp: await cpuCatch.read(),
+      cpuCatchingUp,
+      cpuPerOrder: cpuPerOrder([cpuLoad, cpuCatchingUp], sat.accepted),
       commits: commitFigures(before, after),
       consumers: consumerFigures(before, after),
       rpc: rpcFigures(before, after),

@@ -146,6 +146,20 @@ const sumDefined = (xs: Record<string, number | undefined>) => {
 };
 
 /**
+ * CPU milliseconds per order over windows that together did those orders' work (a load and
+ * its catch-up): the server processes', and with Postgres and NATS added (Postgres topologies;
+ * their other clients included). A figure that depends less on the rate than throughput does,
+ * to compare changes on a noisy machine.
+ */
+export function cpuPerOrder(windows: ReadonlyArray<{ serverSeconds: number | null; serviceSeconds: number | null }>, orders: number) {
+  const sum = (xs: ReadonlyArray<number | null>) => (xs.some((x) => x === null) ? null : xs.reduce<number>((t, x) => t + x!, 0));
+  const server = sum(windows.map((w) => w.serverSeconds));
+  const services = sum(windows.map((w) => w.serviceSeconds));
+  const perOrder = (s: number | null) => (s === null || orders === 0 ? null : round((s * 1000) / orders, 3));
+  return { serverMs: perOrder(server), withServicesMs: services === null ? null : perOrder(server === null ? null : server + services) };
+}
+
+/**
  * CPU use over a phase, in cores: the server processes (together and each), this process (the
  * load generator), Postgres (this run's sessions and the server's background processes) and
  * NATS (Postgres topologies), and everything else on the machine (other work competing for the
@@ -182,6 +196,10 @@ export class CpuWindow {
     const busy = machine && this.#machine ? (machine.busy - this.#machine.busy) / 100 / wall : null;
     return {
       serverCores: server === null ? null : round(server, 2),
+      /** CPU seconds the server processes used in the window (all of them together). */
+      serverSeconds: a === undefined || b === undefined ? null : round(b - a, 3),
+      /** Postgres's and NATS's CPU seconds in the window (Postgres topologies). */
+      serviceSeconds: pg === null || nats === null ? null : round((pg + nats) * wall, 3),
       serverCoresByProcess: perProcess,
       postgresCores: pg === null ? null : round(pg, 2),
       natsCores: nats === null ? null : round(nats, 2),

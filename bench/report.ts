@@ -112,6 +112,7 @@ export function e2eRows(e: E2e, bars: E2eBars | undefined, prefix = ""): Row[] {
       `${c.serverCores ?? "n/a"}${byProcess} / ${c.benchCores}${services ? ` / ${c.postgresCores} / ${c.natsCores}` : ""} / ${c.otherCores ?? "n/a"} cores`,
     ),
     row(`${p}Saturation: COMMITs per order, bodies per COMMIT (all modules)`, commitsPerOrder(s)),
+    row(`${p}Saturation: server CPU per order (load and catch-up)${services ? ", + Postgres and NATS" : ""}`, cpuMs(s.cpuPerOrder)),
     row(
       `${p}Fixed rate: accepted/s, send to last reply (target ${f.targetRate}/s)`,
       fmt(f.acceptedPerSec, "orders/s") + (f.acceptedPerSec < 0.95 * f.targetRate ? " (server fell behind)" : "") + (f.notSettled ? " (not settled 120 s after: lag figures incomplete)" : ""),
@@ -121,10 +122,12 @@ export function e2eRows(e: E2e, bars: E2eBars | undefined, prefix = ""): Row[] {
     row(`${p}Fixed rate: relay lag (orders) p50`, fmt(f.relayLag.p50Ms, "ms") + flag(f.relayLag.overflow)),
     row(`${p}Fixed rate: relay lag (orders) p99`, fmt(f.relayLag.p99Ms, "ms") + flag(f.relayLag.overflow), atMost(bars?.relayP99Ms), lagBar(f.relayLag.p99Ms, bars?.relayP99Ms)),
     row(`${p}Fixed rate: client HTTP p50 / p99`, `${fmt(f.client.p50Ms, "ms")} / ${fmt(f.client.p99Ms, "ms")}`),
+    row(`${p}Fixed rate: server CPU per order (load and settling)${services ? ", + Postgres and NATS" : ""}`, cpuMs(f.cpuPerOrder)),
     row(`${p}Read model holds every accepted order (sample)`, `${e.readModelCheck.found}/${e.readModelCheck.expected}`, "all", e.readModelCheck.ok),
   ];
 }
 
+const cpuMs = (c: { serverMs: number | null; withServicesMs: number | null }) => fmt(c.serverMs, "ms") + (c.withServicesMs === null ? "" : `, ${fmt(c.withServicesMs, "ms")}`);
 const ms = (f: { p50Ms: number | null; p99Ms: number | null }) => `${fmt(f.p50Ms, "ms")} / ${fmt(f.p99Ms, "ms")}`;
 const failed = (x: object | undefined): x is { stepError: string } => x !== undefined && "stepError" in x;
 
