@@ -10,7 +10,7 @@ import { NodeTransport, nodeResolveHost } from "@nats-io/transport-node/lib/node
  * TCP path in the writer's thread: one of the costliest calls a NATS-bound process makes. Here
  * the frames of a turn are queued and written at the next `setImmediate`, in order, as one
  * buffer: ~12 % less server CPU per order for the full system on Postgres + NATS (docs/benchmarks.md,
- * runs S), for up to one turn of added latency per command.
+ * runs S; ADR 0019), for up to one turn of added latency per command.
  */
 class TurnBatchedTransport extends NodeTransport {
   #frames: Uint8Array[] = [];
