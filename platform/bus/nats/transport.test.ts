@@ -24,16 +24,21 @@ describe("NATS transport batched per turn", () => {
     for (const nc of open.splice(0)) if (!nc.isClosed()) await nc.close();
   });
 
-  it("writes what one turn sends in one socket write, every message arriving in order", async () => {
+  /** A plain connection reading a fresh subject (subscribed once this resolves), and one to write it with the batched transport. */
+  async function pair(): Promise<{ subject: string; got: string[]; nc: NatsConnection }> {
     const subject = `t.batch.${randomUUID()}`;
     const reader = await connect({ servers: SHARED_NATS });
     open.push(reader);
     const got: string[] = [];
     reader.subscribe(subject, { callback: (_err, m) => void got.push(m.string()) });
     await reader.flush();
-
     const nc = await connectNats({ servers: SHARED_NATS });
     open.push(nc);
+    return { subject, got, nc };
+  }
+
+  it("writes what one turn sends in one socket write, every message arriving in order", async () => {
+    const { subject, got, nc } = await pair();
     await nc.flush();
     const counted = countWrites(nc);
     // One turn, each publish after an await, as a busy turn's consumers and relays send: nats.js
@@ -48,19 +53,11 @@ describe("NATS transport batched per turn", () => {
   });
 
   it("a drain writes what was queued before it, and a flush waits for the write", async () => {
-    const subject = `t.close.${randomUUID()}`;
-    const reader = await connect({ servers: SHARED_NATS });
-    open.push(reader);
-    const got: string[] = [];
-    reader.subscribe(subject, { callback: (_err, m) => void got.push(m.string()) });
-    await reader.flush();
-
-    const nc = await connectNats({ servers: SHARED_NATS });
-    open.push(nc);
+    const { subject, got, nc } = await pair();
     nc.publish(subject, "flushed");
     // The server answers the flush's PING after the publish: it has the message by then.
     await nc.flush();
-    await reader.flush();
+    await waitFor(() => got.length === 1, { what: "the flushed message" });
     expect(got).toEqual(["flushed"]);
     nc.publish(subject, "last words");
     await nc.drain();
