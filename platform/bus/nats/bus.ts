@@ -58,8 +58,8 @@ export async function openNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
     reconnectTimeWait: opts.reconnectWaitMs,
     timeout: opts.requestTimeoutMs,
     // Otherwise every request (each publish waits for its JetStream ack) builds two Error objects
-    // up front, stack traces included, for a failure that rarely comes: ~2 % of a process's CPU
-    // on the saga's hot path. A failed request still says what failed (a timeout, no responders).
+    // up front, stack traces included, for a failure that rarely comes: ~2 % of a process's
+    // profile samples on the saga's hot path. A failed request still says what failed (a timeout, no responders).
     noAsyncTraces: true,
   }).catch((err: Error) => {
     throw new Error(`cannot connect to NATS at ${opts.servers.join(", ")}: ${err.message}`, { cause: err });

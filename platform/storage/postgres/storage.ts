@@ -328,10 +328,10 @@ export class PgModuleStorage implements PlatformStorage {
     }
   }
 
-  /** False only while another instance holds the lease and this one waits for it. */
   /** Other processes of the module may write the same schema. */
   readonly soleWriter = false;
 
+  /** False only while another instance holds the lease and this one waits for it. */
   get relayLeader(): boolean {
     return !this.#standingBy;
   }
