@@ -129,7 +129,7 @@ const nats = z
       .min(1)
       .max(64)
       .default(4)
-      .describe("Aggregates are hashed onto this many partitions, one stream per proto package and partition. Each partition of a subscription is read in order by one instance at a time (the holder of its lease), in batches: partitions spread a subscription's work over its instances. Change it only with every consumer caught up."),
+      .describe("Aggregates are hashed onto this many partitions, one stream per proto package and partition. Each partition of a subscription is read in order by one instance at a time (the holder of its lease), in batches: partitions spread a subscription's work over its instances. Change it only with every consumer caught up: a start with another count is refused, naming them, while a consumer still has events in the streams of the old count."),
     duplicateWindowSeconds: z
       .int()
       .positive()

@@ -134,3 +134,51 @@ async function recreateAt(jsm: JetStreamManager, stream: string, durable: string
   const start = ackFloor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: ackFloor + 1 } : { deliver_policy: DeliverPolicy.All };
   await jsm.consumers.add(stream, { ...consumerBase(durable, filter, s), ...start });
 }
+
+/** Thrown at start when the configured partition count would strand or reorder events (`checkPartitions`). */
+export class PartitionCountChanged extends Error {
+  override readonly name = "PartitionCountChanged";
+}
+
+/**
+ * Refuses a change of `bus.nats.partitions` while a consumer still has events to read in the
+ * package streams of the old count. With fewer partitions, the streams beyond the new count
+ * would never be read again; with more, an aggregate's next events could be delivered from its
+ * new partition before its older ones left the old. A package whose streams on the server are
+ * not partitions 0…n-1 is checked: every consumer in them must have nothing pending or unacked.
+ * Streams left behind with nothing pending are named in a warning (delete them when their
+ * events are no longer needed for replay).
+ */
+export async function checkPartitions(jsm: JetStreamManager, prefix: string, partitions: number, warn: (msg: string, fields: Record<string, unknown>) => void): Promise<void> {
+  // The prefix is letters, digits, `_` and `-` (PREFIX_PATTERN): nothing to escape.
+  const subject = new RegExp(`^${prefix}\\.events\\.(.+)\\.\\*\\.(\\d+)$`);
+  const byPackage = new Map<string, Array<{ stream: string; partition: number }>>();
+  for await (const info of jsm.streams.list(`${prefix}.events.>`)) {
+    const m = info.config.subjects?.length === 1 ? subject.exec(info.config.subjects[0]!) : null;
+    if (!m) continue;
+    const list = byPackage.get(m[1]!) ?? [];
+    list.push({ stream: info.config.name, partition: Number(m[2]) });
+    byPackage.set(m[1]!, list);
+  }
+  const problems: string[] = [];
+  for (const [pkg, streams] of byPackage) {
+    const indexes = new Set(streams.map((s) => s.partition));
+    if (indexes.size === partitions && streams.every((s) => s.partition < partitions)) continue;
+    const beyond: string[] = [];
+    for (const { stream, partition } of streams.sort((a, b) => a.partition - b.partition)) {
+      let left = 0;
+      for await (const c of jsm.consumers.list(stream)) {
+        const n = c.num_pending + c.num_ack_pending;
+        if (n > 0) problems.push(`${stream} (package ${pkg}, partition ${partition}): consumer ${c.name} has ${n} event(s) to read`);
+        left += n;
+      }
+      if (left === 0 && partition >= partitions) beyond.push(stream);
+    }
+    if (beyond.length > 0) warn("event streams beyond bus.nats.partitions are no longer read; nothing is left in them to read (delete them once their events are not needed for replays)", { package: pkg, partitions, streams: beyond });
+  }
+  if (problems.length > 0) {
+    throw new PartitionCountChanged(
+      `bus.nats.partitions is ${partitions}, but the event streams on the server were made for another count and consumers still have events in them; changing the count now would leave those events unread or out of order. Start with the previous count until every consumer has caught up (or remove the consumers that will never read them):\n  ${problems.join("\n  ")}`,
+    );
+  }
+}

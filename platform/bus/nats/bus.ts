@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Logger } from "../../observability/logger.ts";
 import type { Bus, BusSubscription, DeadLetter, EventEnvelope, RetainedLog, SubscribeOptions } from "../types.ts";
-import { ensureConsumer, ensureStream, type ConsumerSettings, type StreamSettings } from "./admin.ts";
+import { checkPartitions, ensureConsumer, ensureStream, type ConsumerSettings, type StreamSettings } from "./admin.ts";
 import { readDeadLetters, redriveDeadLetters, writeDeadLetter, type DlqContext } from "./dead-letters.ts";
 import { envelopeHeaders } from "./envelope.ts";
 import { dlqStream, eventStream, eventStreamSubjects, eventSubject, leaseBucket, partitionOf, PREFIX_PATTERN, redriveStream, splitType } from "./names.ts";
@@ -66,6 +66,7 @@ export async function openNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
   });
   try {
     const jsm = await jetstreamManager(nc, { timeout: opts.requestTimeoutMs });
+    await checkPartitions(jsm, opts.prefix, opts.partitions, (msg, fields) => opts.logger.warn(msg, fields));
     return new NatsBus(nc, jetstream(nc, { timeout: opts.requestTimeoutMs }), jsm, opts);
   } catch (err) {
     await nc.close();

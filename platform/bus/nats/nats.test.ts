@@ -258,6 +258,46 @@ describe("NATS JetStream bus", () => {
       }
     }));
 
+  it("refuses to start with another partition count while a consumer has events left in the streams of the old one; starts once they are read", () =>
+    withPrefix(async (prefix) => {
+      // Four partitions; c1 reads a first event, is stopped, and 12 more events wait for it.
+      const four = await openNatsBus(natsOptions(prefix, { partitions: 4 }));
+      const first = record(four, "c1");
+      await four.publish([envelope("a0")]);
+      await waitFor(() => first.seen.length === 1, { what: "c1 reading the first event" });
+      await first.sub.stop();
+      const waiting = Array.from({ length: 12 }, (_, i) => envelope(`a${i}`));
+      await four.publish(waiting);
+      await four.close();
+
+      for (const partitions of [1, 8]) {
+        const err = await openNatsBus(natsOptions(prefix, { partitions })).then(
+          async (bus) => (await bus.close(), undefined),
+          (e: Error) => e,
+        );
+        expect(err?.name, `partitions ${partitions}`).toBe("PartitionCountChanged");
+        expect(err?.message).toContain(`bus.nats.partitions is ${partitions}`);
+        expect(err?.message).toMatch(new RegExp(`${prefix.toUpperCase()}_T_V1(_P\\d)? \\(package t\\.v1, partition \\d\\): consumer c1 has \\d+ event\\(s\\) to read`));
+      }
+
+      // Back on four, c1 reads what waited; then one partition is accepted, and c1 reads on.
+      const again = await openNatsBus(natsOptions(prefix, { partitions: 4 }));
+      const rest = record(again, "c1");
+      await waitFor(() => rest.seen.length === 12, { what: "c1 reading the 12 waiting events" });
+      await waitFor(async () => (await again.consumerLag()).get("c1") === 0, { what: "c1's acks on the server" });
+      await again.close();
+      const one = await openNatsBus(natsOptions(prefix, { partitions: 1 }));
+      try {
+        const after = record(one, "c1");
+        const later = envelope("a1");
+        await one.publish([later]);
+        await waitFor(() => after.seen.length === 1, { what: "c1 reading on one partition" });
+        expect(after.seen[0]!.envelope.id).toBe(later.id);
+      } finally {
+        await one.close();
+      }
+    }));
+
   it("answers ping while connected, and refuses to publish or ping once closed", () =>
     withPrefix(async (prefix) => {
       const bus = await openNatsBus(natsOptions(prefix));
