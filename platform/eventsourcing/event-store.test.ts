@@ -80,12 +80,13 @@ interface Home {
   dispose(): Promise<void>;
 }
 
-function sqliteHome(): Home {
+/** `owned`: opened as the platform opens the files it owns (`PlatformStorage.soleWriter`). */
+function sqliteHome(opts: { owned?: boolean } = {}): Home {
   const dataDir = tempDataDir();
   const opened: PlatformStorage[] = [];
   return {
     async open() {
-      const s = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], testStorageDeps())).get("es")!;
+      const s = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], { ...testStorageDeps(), owned: opts.owned })).get("es")!;
       opened.push(s);
       return s;
     },
@@ -363,16 +364,13 @@ for (const [dialect, makeHome] of [
 }
 
 describe("event store on a SQLite file it alone writes (PlatformStorage.soleWriter)", () => {
-  let dataDir: string;
+  let home: Home;
   let storage: PlatformStorage;
   beforeEach(async () => {
-    dataDir = tempDataDir();
-    storage = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], { ...testStorageDeps(), owned: true })).get("es")!;
+    home = sqliteHome({ owned: true });
+    storage = await home.open();
   });
-  afterEach(async () => {
-    await storage.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterEach(() => home.dispose());
 
   it("loads a kept stream without reading the database; a conflicting append drops what was kept, and the next load reads the stream", async () => {
     expect(storage.soleWriter).toBe(true);
@@ -399,11 +397,11 @@ describe("event store on a SQLite file it alone writes (PlatformStorage.soleWrit
   });
 
   it("is not said of storage opened without owning its file", async () => {
-    const other = (await openModuleStorage(PlatformConfigSchema.parse({ dataDir }), [testModule], testStorageDeps())).get("es")!;
+    const plain = sqliteHome();
     try {
-      expect(other.soleWriter).toBe(false);
+      expect((await plain.open()).soleWriter).toBe(false);
     } finally {
-      await other.close();
+      await plain.dispose();
     }
   });
 });
