@@ -140,6 +140,12 @@ export interface SubscriptionSpec {
    * second instance of the module, then swaps the tables in.
    */
   readonly readModel?: ReadModelSpec;
+  /**
+   * How long, in ms, a batch may wait for more events once its first one arrived: fewer, larger
+   * transactions for a consumer nobody waits on (a read model, notifications), at up to this much
+   * delay. `bus.lingerMs.<module>.<name>` overrides it. Absent or 0: delivered as they arrive.
+   */
+  readonly lingerMs?: number;
 }
 
 /** The tables of a read model, which its rebuild replaces (see `SubscriptionSpec.readModel`). */

@@ -11,7 +11,7 @@ import type { Bus, BusSubscription } from "./bus/types.ts";
 import { crossKeyProblems } from "./config/cross-checks.ts";
 import type { PlatformConfig } from "./config/schema.ts";
 import { createHttpApp } from "./http/app.ts";
-import type { CaptureSpec, ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding } from "./module.ts";
+import type { CaptureSpec, ModuleContext, ModuleInstance, ModuleManifest, ModuleStorage, ServiceBinding, SubscriptionSpec } from "./module.ts";
 import { createLogger, type Logger, type LogSink } from "./observability/logger.ts";
 import { Metrics } from "./observability/metrics.ts";
 import { childSpan, formatTraceparent, Tracer } from "./observability/trace.ts";
@@ -248,8 +248,10 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
       }
       instance.routes?.(http.app);
       const locks = new KeyedLocks(); // the module's serializeBy keys, across its subscriptions
+      const lingers = lingersOf(config, manifest.name, instance.subscriptions ?? []);
       for (const spec of instance.subscriptions ?? []) {
-        const subscription = bus.subscribe({ ...createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger, locks }), retain: spec.readModel !== undefined });
+        const consumer = createConsumer({ module: manifest.name, spec, storage, tracer, metrics, logger: ctx.logger, locks });
+        const subscription = bus.subscribe({ ...consumer, retain: spec.readModel !== undefined, lingerMs: lingers.get(spec.name) });
         subscriptions.push(subscription);
         if (spec.readModel) readModels.add({ consumer: `${manifest.name}.${spec.name}`, manifest, spec, subscription, storage, context: ctx });
       }
@@ -403,6 +405,18 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
 }
 
 /** Routes as registered, once each, without middleware (`ALL`). */
+/**
+ * Each subscription's linger: `bus.lingerMs.<module>.<name>` over the subscription's own. A name
+ * there that the module does not subscribe under is refused, naming the module's subscriptions.
+ */
+function lingersOf(config: PlatformConfig, module: string, specs: readonly SubscriptionSpec[]): Map<string, number | undefined> {
+  const set = config.bus.lingerMs[module] ?? {};
+  const names = specs.map((s) => s.name);
+  const unknown = Object.keys(set).filter((n) => !names.includes(n));
+  if (unknown.length > 0) throw new Error(unknown.map((n) => `bus.lingerMs.${module}.${n}: module ${module} has no subscription "${n}" (${names.length > 0 ? `its subscriptions: ${names.join(", ")}` : "it has none"})`).join("\n"));
+  return new Map(specs.map((s) => [s.name, set[s.name] ?? s.lingerMs]));
+}
+
 function uniqueRoutes(routes: ReadonlyArray<{ method: string; path: string }>): Array<{ method: string; path: string }> {
   const seen = new Map<string, { method: string; path: string }>();
   for (const r of routes) if (r.method !== "ALL") seen.set(`${r.method} ${r.path}`, { method: r.method, path: r.path });

@@ -285,6 +285,46 @@ export function busConformance(name: string, makeHome: () => Promise<BusHome>): 
       expect(await log.count([E], after, await log.head([E]))).toBe(0);
     });
 
+    it("lingers: holds a batch back for more events until it is full or lingerMs passed; stopping cuts the wait short and loses nothing", async () => {
+      const batchesOf = (consumer: string, lingerMs?: number) => {
+        const batches: string[][] = [];
+        const sub = bus.subscribe({ consumer, types: [E], lingerMs, handle: async (batch) => (batches.push(batch.map((d) => d.envelope.id)), batch.map(() => ({ ok: true as const }))) });
+        return { batches, sub };
+      };
+      const long = batchesOf("long", 600_000);
+      const short = batchesOf("short", 50);
+      const witness = record(bus, "witness");
+      // One event at a time, each seen by a consumer that does not linger before the next goes out.
+      const sent: string[] = [];
+      while (long.batches.length === 0) {
+        const e = envelope("a");
+        await bus.publish([e]);
+        sent.push(e.id);
+        await waitFor(() => witness.seen.length === sent.length, { what: `the witness's delivery ${sent.length}` });
+        if (sent.length > 1000) throw new Error("the lingering consumer never got a full batch");
+      }
+      // The long linger held the events back until they filled a batch (the bus's batchSize); more
+      // may have gone out before the loop saw that batch: they linger in the next one.
+      const [full] = long.batches;
+      expect(full!.length).toBeGreaterThan(1);
+      expect(full).toEqual(sent.slice(0, full!.length));
+      // The short linger delivered every event once its 50 ms passed, however it grouped them.
+      await waitFor(() => short.batches.flat().length === sent.length, { what: "the short linger's deliveries" });
+      expect(short.batches.flat()).toEqual(sent);
+
+      // Stopping while a batch lingers: the stop does not wait out the linger (600 s), nothing more
+      // is delivered, and the next subscription gets what lingered.
+      const tail = envelope("a");
+      await bus.publish([tail]);
+      await waitFor(() => witness.seen.length === sent.length + 1, { what: "the witness's last delivery" });
+      await long.sub.stop();
+      expect(long.batches).toEqual([full]);
+      const again = record(bus, "long");
+      const lingered = [...sent.slice(full!.length), tail.id];
+      await waitFor(() => again.seen.length >= lingered.length, { what: "the lingering events, after the restart" });
+      expect(again.seen.map((d) => d.envelope.id)).toEqual(lingered);
+    });
+
     it("refuses the same consumer twice on one bus", () => {
       record(bus, "c1");
       expect(() => record(bus, "c1")).toThrow(/subscribed twice/);

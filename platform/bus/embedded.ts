@@ -289,6 +289,8 @@ class EmbeddedSubscription {
   #wakeup: (() => void) | undefined;
   #abortSleep: (() => void) | undefined;
   #woken = false;
+  /** The buffer's first events have lingered (`SubscribeOptions.lingerMs`): deliver them now. */
+  #lingered = false;
 
   constructor(
     private readonly bus: EmbeddedBus,
@@ -315,6 +317,7 @@ class EmbeddedSubscription {
       // A consumer far behind falls back to reading the log rather than holding it all in memory.
       if (this.#buffer.length > this.bus.opts.batchSize * 16) {
         this.#buffer = [];
+        this.#lingered = false;
         this.#knownUpTo = -1;
       }
     }
@@ -372,6 +375,7 @@ class EmbeddedSubscription {
   /** Waits in the loop until `resume` (or `stop`). Events offered meanwhile are read from the log afterwards. */
   async #park(): Promise<void> {
     this.#buffer = [];
+    this.#lingered = false;
     this.#knownUpTo = -1;
     const resumed = new Promise<void>((r) => (this.#unpark = r));
     for (const p of this.#parked.splice(0)) p();
@@ -420,8 +424,15 @@ class EmbeddedSubscription {
         this.#redrivePending = false;
       }
       let rows: EventRow[];
+      // Live events of a lingering consumer wait for company, up to lingerMs or a full batch.
+      if (this.opts.lingerMs && !this.#lingered && this.#buffer.length > 0 && this.#buffer.length < batchSize) {
+        this.#lingered = true;
+        await this.#linger(this.opts.lingerMs, batchSize);
+        continue; // looks again: stopping, pausing or a re-drive may have come meanwhile
+      }
       if (this.#buffer.length > 0) {
         rows = this.#buffer.splice(0, batchSize);
+        this.#lingered = false; // the next batch lingers again
       } else if (this.#knownUpTo === this.bus.head) {
         rows = [];
       } else {
@@ -453,6 +464,26 @@ class EmbeddedSubscription {
         clearTimeout(timer);
         resolve();
       };
+    });
+  }
+
+  /**
+   * Waits up to `ms` for the buffer to fill a batch; stopping, pausing or a re-drive end the wait
+   * early too (each wakes the loop).
+   */
+  #linger(ms: number, batchSize: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wakeup = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      const check = () => {
+        if (!this.#running || this.#paused || this.#redrivePending || this.#buffer.length >= batchSize) done();
+        else this.#wakeup = check;
+      };
+      this.#wakeup = check;
     });
   }
 

@@ -15,7 +15,7 @@ import type { Bus, BusPosition, BusSubscription, DeadLetter, Delivery, DeliveryR
 /** What the worker calls on the host. */
 interface Remote {
   publish(events: readonly EventEnvelope[]): Promise<void>;
-  subscribe(sub: number, opts: { consumer: string; types: readonly string[]; retain?: boolean }): void;
+  subscribe(sub: number, opts: { consumer: string; types: readonly string[]; retain?: boolean; lingerMs?: number }): void;
   stop(sub: number): Promise<void>;
   pause(sub: number): Promise<BusPosition>;
   resume(sub: number): void;
@@ -116,8 +116,8 @@ export function serveBus(bus: Bus, port: MessagePort): { close(): Promise<void> 
 
   const remote: Remote = {
     publish: (events) => bus.publish(events),
-    subscribe(sub, { consumer, types, retain }) {
-      subs.set(sub, { consumer, sub: bus.subscribe({ consumer, types, retain, handle: (batch) => deliver(sub, batch) }) });
+    subscribe(sub, { consumer, types, retain, lingerMs }) {
+      subs.set(sub, { consumer, sub: bus.subscribe({ consumer, types, retain, lingerMs, handle: (batch) => deliver(sub, batch) }) });
     },
     async stop(sub) {
       const s = subs.get(sub);
@@ -240,14 +240,14 @@ export class PortBus implements Bus {
   }
 
   subscribe(opts: SubscribeOptions): BusSubscription {
-    const { consumer, types, retain, handle } = opts;
+    const { consumer, types, retain, lingerMs, handle } = opts;
     if (this.#closed) throw new BusPortClosedError();
     if (this.#subs.has(consumer)) throw new Error(`consumer ${consumer} is subscribed twice`);
     const id = ++this.#ids;
     const forget = () => (this.#handles.delete(id), this.#subs.delete(consumer));
     let failed: Error | undefined;
     this.#handles.set(id, handle);
-    this.#call("subscribe", id, { consumer, types, retain }).catch((err: Error) => {
+    this.#call("subscribe", id, { consumer, types, retain, lingerMs }).catch((err: Error) => {
       failed = err;
       forget();
       this.#report("bus subscription failed", { consumer }, err);

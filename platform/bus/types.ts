@@ -43,6 +43,14 @@ export interface SubscribeOptions {
    * embedded log keeps them whatever `bus.retentionHours` says (NATS streams expire by age alone).
    */
   readonly retain?: boolean;
+  /**
+   * How long, at most, a batch may wait for more events once its first one arrived (Kafka's
+   * `linger.ms`): fewer, larger transactions for a consumer nobody waits on, such as a read model,
+   * at the price of up to this much delay. A full batch (`bus.batchSize`) goes at once; stopping
+   * cuts the wait short and delivers nothing, a pause holds the batch back. 0 or absent: delivered
+   * as they arrive.
+   */
+  readonly lingerMs?: number;
 }
 
 /** A dead-lettered event: a delivery that failed `maxDeliver` times. */

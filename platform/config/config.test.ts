@@ -47,6 +47,7 @@ describe("defaults", () => {
           maxDeliver: 5,
           backoffMs: [100, 500, 2000, 10_000],
           batchSize: 256,
+          lingerMs: {},
           nats: {
             servers: ["nats://127.0.0.1:4222"],
             prefix: "selaras",
@@ -191,6 +192,14 @@ describe("env and flag coercion", () => {
     expect(config.outbox.batchSize).toBe(42);
     expect(config.rpc.timeoutMs).toBe(7);
     expect(config.modules).toEqual({ orders: { maxLines: 10, name: "shop" } });
+  });
+
+  it("sets a consumer's linger by module and subscription, and names a bad one by its path", () => {
+    const { config } = loadConfig({ argv: ["--set", "bus.lingerMs.order-history.projection=50", "--set", "bus.lingerMs.analytics.sales=0"] });
+    expect(config.bus.lingerMs).toEqual({ "order-history": { projection: 50 }, analytics: { sales: 0 } });
+    expect(problemsOf({ argv: ["--set", "bus.lingerMs.analytics.sales=-1"] })).toEqual([expect.stringMatching(/^bus\.lingerMs\.analytics\.sales: must be 0 ms or more.*\(from --set\)$/)]);
+    expect(problemsOf({ argv: ["--set", "bus.lingerMs.analytics.sales=60000"] })).toEqual([expect.stringMatching(/^bus\.lingerMs\.analytics\.sales: must be at most 5000 ms.*\(from --set\)$/)]);
+    expect(problemsOf({ argv: ["--set", "bus.lingerMs.analytics=20"] })).toEqual([expect.stringMatching(/^bus\.lingerMs\.analytics: .*\(from --set\)$/)]);
   });
 
   it("merges --set module keys into the module slice from the file", () => {

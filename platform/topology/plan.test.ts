@@ -113,6 +113,12 @@ describe("planProcess", () => {
     expect(problems({ storage })).toEqual([expect.stringMatching(/^storage\.postgres\.moduleUrls\.ordrs: no such module/)]);
   });
 
+  it("rejects a consumer linger for a module the binary does not have, with or without a topology", () => {
+    const bus = { kind: "nats", lingerMs: { "order-histroy": { projection: 20 } } };
+    expect(problems({ ...split, process: "orders", bus })).toEqual([expect.stringMatching(/^bus\.lingerMs\.order-histroy: no such module/)]);
+    expect(problems({ bus: { lingerMs: bus.lingerMs } })).toEqual([expect.stringMatching(/^bus\.lingerMs\.order-histroy: no such module/)]);
+  });
+
   it("rejects a dependency no module implements", () => {
     const lonely = fake("lonely", [], [OrderService]);
     let err: unknown;

@@ -51,7 +51,8 @@ export function planProcess(config: PlatformConfig, known: readonly ModuleManife
   const knownNames = new Set(known.map((m) => m.name));
   const unknownUrls = Object.keys(config.storage.postgres.moduleUrls)
     .filter((m) => !knownNames.has(m))
-    .map((m) => `storage.postgres.moduleUrls.${m}: no such module in this binary (${list(knownNames)})`);
+    .map((m) => `storage.postgres.moduleUrls.${m}: no such module in this binary (${list(knownNames)})`)
+    .concat(Object.keys(config.bus.lingerMs).filter((m) => !knownNames.has(m)).map((m) => `bus.lingerMs.${m}: no such module in this binary (${list(knownNames)})`));
   if (names.length === 0) {
     if (unknownUrls.length > 0) throw new TopologyError(unknownUrls);
     if (chosen === undefined) return { process: undefined, modules: known, remotes: [], config };

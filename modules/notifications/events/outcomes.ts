@@ -10,6 +10,8 @@ import { notificationStore } from "../db/store.ts";
  */
 export const outcomes: SubscriptionSpec = {
   name: "outcomes",
+  // Nobody waits on the record: batches fill for up to 20 ms, so it costs fewer transactions.
+  lingerMs: 20,
   handlers: [
     on(OrderConfirmedSchema, (e, _meta, tx) =>
       notificationStore.record(tx, orderConfirmed({ orderId: e.orderId, customerId: e.customerId, totalCents: Number(e.totalCents), at: Date.now() })),

@@ -313,8 +313,9 @@ export class NatsSubscription {
     const queue: JsMsg[] = [];
     let wake: (() => void) | undefined;
     const signal = () => {
-      wake?.();
+      const w = wake;
       wake = undefined;
+      w?.();
     };
     let pumpError: unknown;
     let pumpDone = false;
@@ -334,6 +335,23 @@ export class NatsSubscription {
         signal();
       }
     })();
+    // A lingering reader (`lingerMs`) waits for a full batch, at most that long, once per batch.
+    const { lingerMs } = this.opts;
+    let lingered = false;
+    const linger = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (queue.length >= batchSize || pumpDone || !this.#running || lease.lost.aborted || this.#yielding.has(source)) done();
+          else wake = check;
+        };
+        const done = () => {
+          clearTimeout(timer);
+          if (wake === check) wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        wake = check;
+      });
     // Held messages would be delivered again after the ack wait: tell the server they are worked on.
     let inBatch: readonly JsMsg[] = [];
     const keepalive = setInterval(() => {
@@ -357,6 +375,11 @@ export class NatsSubscription {
           await new Promise<void>((r) => (wake = r));
           continue;
         }
+        if (lingerMs && !lingered && queue.length < batchSize) {
+          lingered = true;
+          await linger(lingerMs);
+          continue; // looks again: stopping, pausing or handing over may have come meanwhile
+        }
         inBatch = queue.slice(0, batchSize);
         this.#inFlight++;
         let outcome: { done: number; retryInMs?: number };
@@ -367,6 +390,7 @@ export class NatsSubscription {
           if (--this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
         }
         queue.splice(0, outcome.done);
+        lingered = false; // the next batch lingers again
         if (outcome.retryInMs !== undefined) await Promise.race([this.#sleep(outcome.retryInMs), aborted(lease.lost)]);
       }
     } finally {
