@@ -154,7 +154,7 @@ function parseArgs(argv: string[]) {
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(a);
     if (!m) throw new Error(`unknown argument ${a}\n\n${HELP}`);
     if (m[1] === "server-set") {
-      if (!m[2] || !/^[a-zA-Z][\w.]*=/.test(m[2])) throw new Error("--server-set needs KEY=VALUE, e.g. --server-set=bus.nats.partitions=8");
+      if (!m[2] || !/^[a-zA-Z][\w.-]*=/.test(m[2])) throw new Error("--server-set needs KEY=VALUE, e.g. --server-set=bus.nats.partitions=8");
       serverSets.push(m[2]);
       continue;
     }
