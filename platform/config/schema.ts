@@ -177,7 +177,7 @@ const bus = z
       .record(z.string(), z.record(z.string(), z.int().min(0, "must be 0 ms or more").max(5000, "must be at most 5000 ms")))
       .default({})
       .describe(
-        'How long a consumer\'s batch may wait for more events once its first one arrived, in ms, by module and subscription: {"order-history": {"projection": 50}} (Kafka\'s linger.ms). Fewer, larger transactions for consumers nobody waits on, at up to this much delay; a full batch (bus.batchSize) goes at once. Overrides the subscription\'s own default: the reference system lingers 20 ms in order-history.projection, analytics.sales and notifications.outcomes, and not at all in the saga. 0 turns it off. A module or subscription this binary does not have is an error.',
+        'How long a consumer\'s batch may wait for more events once its first one arrived, in ms, by module and subscription: {"order-history": {"projection": 50}} (Kafka\'s linger.ms). Fewer, larger transactions for consumers nobody waits on, at up to this much delay; a full batch (bus.batchSize) goes at once. Overrides the subscription\'s own default: the reference system lingers 20 ms in analytics.sales and notifications.outcomes, not in the saga nor in order-history.projection. 0 turns it off. A module or subscription this binary does not have is an error.',
       ),
     nats,
   })
