@@ -7,7 +7,11 @@ import type { SqliteConnection } from "./sqlite.ts";
  * the transactional outbox and the consumer inbox live next to the business tables they must
  * commit with. Every index costs each order a B-tree write, so there are no time indexes:
  * published outbox rows are a prefix of `seq` (the relay publishes in order) and inbox keys are
- * UUIDv7 event ids, so both prune by age along their primary keys.
+ * UUIDv7 event ids, so both prune by age along their primary keys. For the same reason 0002
+ * rebuilds the outbox without AUTOINCREMENT (a write to sqlite_sequence in every commit that
+ * publishes) and without the index of unpublished rows (a write on insert and on each mark): the
+ * relay finds its place by a binary search over `seq`, and pruning keeps the newest row, so
+ * SQLite's MAX(seq) + 1 never hands out a seq again.
  */
 export const platformSqliteMigrations: readonly Migration[] = [
   {
@@ -30,6 +34,25 @@ CREATE TABLE selaras_inbox (
   processed_at INTEGER NOT NULL,
   PRIMARY KEY (consumer, event_id)
 ) WITHOUT ROWID;
+`,
+  },
+  {
+    id: "selaras:0002_outbox_seq",
+    sql: `
+CREATE TABLE selaras_outbox_0002 (
+  seq INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  aggregate_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  headers TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  published_at INTEGER
+);
+INSERT INTO selaras_outbox_0002 (seq, event_id, aggregate_id, type, payload, headers, created_at, published_at)
+  SELECT seq, event_id, aggregate_id, type, payload, headers, created_at, published_at FROM selaras_outbox ORDER BY seq;
+DROP TABLE selaras_outbox;
+ALTER TABLE selaras_outbox_0002 RENAME TO selaras_outbox;
 `,
   },
 ];

@@ -6,7 +6,7 @@ import { PlatformConfigSchema } from "../config/schema.ts";
 import { Tracer } from "../observability/trace.ts";
 import { ErrorInfoSchema } from "../../gen/selaras/v1/errors_pb.ts";
 import { tempDataDir, waitFor } from "../../test/support/platform.ts";
-import { migrateSqlite, MigrationError } from "./migrate.ts";
+import { checksum, migrateSqlite, MigrationError, platformSqliteMigrations } from "./migrate.ts";
 import { SqliteModuleStorage, type PlatformStorage, type SqliteTx } from "./module-storage.ts";
 import { openModuleStorage } from "./open.ts";
 import { openSqlite } from "./sqlite.ts";
@@ -116,15 +116,82 @@ describe("SqliteModuleStorage", () => {
       expect(ids(await reopened.readUnpublished(10))).toEqual(["b"]);
       await reopened.close();
     });
+
+    it("is found again by a reopened storage among many rows, and each mark writes only its own range", async () => {
+      const names = Array.from({ length: 37 }, (_, i) => `r${String(i).padStart(2, "0")}`);
+      await publish(...names);
+      const rows = await storage.readUnpublished(100);
+      await storage.markPublished(rows[9]!.seq, 10);
+      await storage.markPublished(rows[20]!.seq, 20);
+      await storage.close();
+      const conn = await openSqlite(join(dir, "m.db"), { synchronous: "NORMAL" });
+      // Rows 0–9 carry the first mark's time, 10–20 the second's: neither UPDATE touched the other's rows.
+      expect(conn.prepare("SELECT published_at AS at, COUNT(*) AS n FROM selaras_outbox GROUP BY published_at ORDER BY published_at").all()).toEqual([
+        { at: null, n: 16 },
+        { at: 10, n: 10 },
+        { at: 20, n: 11 },
+      ]);
+      const reopened = new SqliteModuleStorage("m", conn, new Tracer());
+      expect(ids(await reopened.readUnpublished(100))).toEqual(names.slice(21));
+      expect((await reopened.outboxStats()).backlog).toBe(16);
+      await reopened.close();
+    });
+  });
+
+  it("prunes published outbox rows but keeps the newest, so a seq is never handed out again", async () => {
+    const publish = (...ids: string[]) => storage.transactInternal((tx) => ids.forEach((id) => tx.publish(ErrorInfoSchema, id, { reason: id })));
+    await publish("a", "b", "c");
+    const [, , c] = await storage.readUnpublished(10);
+    await storage.markPublished(c!.seq, 10);
+    await storage.transactInternal(() => undefined); // writes the mark
+    expect((await storage.prune(Date.now() + 1, 0)).outbox).toBe(2);
+    expect(storage.conn.prepare("SELECT seq FROM selaras_outbox").all()).toEqual([{ seq: c!.seq }]);
+    // With every row pruned, SQLite would give the next row seq 1, below the relay's position.
+    await publish("d");
+    const [d] = await storage.readUnpublished(10);
+    expect(d).toMatchObject({ aggregate_id: "d", seq: c!.seq + 1 });
   });
 });
 
 describe("migrateSqlite", () => {
+  it("moves an outbox of the first schema to the second with its rows and seqs, and the relay goes on from them", async () => {
+    const dir = tempDataDir();
+    try {
+      const conn = await openSqlite(join(dir, "m.db"), { synchronous: "NORMAL" });
+      // A file as the previous version left it: migration 0001 only, rows published and not.
+      const [first] = platformSqliteMigrations;
+      conn.exec("CREATE TABLE selaras_migrations (id TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+      conn.exec(first!.sql);
+      conn.prepare("INSERT INTO selaras_migrations (id, checksum, applied_at) VALUES (?, ?, 0)").run(first!.id, checksum(first!.sql));
+      const insert = conn.prepare("INSERT INTO selaras_outbox (event_id, aggregate_id, type, payload, headers, created_at, published_at) VALUES (?, ?, 't', x'01', '{}', 1, ?)");
+      for (let i = 1; i <= 6; i++) insert.run(`e${i}`, `a${i}`, i <= 4 ? 5 : null);
+      conn.exec("DELETE FROM selaras_outbox WHERE seq <= 2"); // pruned by the previous version
+      expect(migrateSqlite(conn, "m", migrations)).toEqual(["selaras:0002_outbox_seq", "0001_t"]);
+      expect(conn.prepare("SELECT seq, event_id, published_at FROM selaras_outbox ORDER BY seq").all()).toEqual([
+        { seq: 3, event_id: "e3", published_at: 5 },
+        { seq: 4, event_id: "e4", published_at: 5 },
+        { seq: 5, event_id: "e5", published_at: null },
+        { seq: 6, event_id: "e6", published_at: null },
+      ]);
+      // No AUTOINCREMENT and no index of unpublished rows any more.
+      expect(conn.prepare("SELECT type, name FROM sqlite_master WHERE tbl_name = 'selaras_outbox'").all()).toEqual([{ type: "table", name: "selaras_outbox" }]);
+      expect(conn.prepare("SELECT sql FROM sqlite_master WHERE name = 'selaras_outbox'").get<{ sql: string }>()!.sql).not.toMatch(/AUTOINCREMENT/i);
+      expect(conn.prepare("SELECT name FROM sqlite_sequence").all()).toEqual([]);
+      const storage = new SqliteModuleStorage("m", conn, new Tracer());
+      expect((await storage.readUnpublished(10)).map((r) => r.event_id)).toEqual(["e5", "e6"]);
+      await storage.transactInternal((tx) => void tx.publish(ErrorInfoSchema, "a7", { reason: "x" }));
+      expect((await storage.readUnpublished(10)).map((r) => r.seq)).toEqual([5, 6, 7]);
+      await storage.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("applies once, and refuses an edited or unknown migration", async () => {
     const dir = tempDataDir();
     try {
       const conn = await openSqlite(join(dir, "m.db"), { synchronous: "NORMAL" });
-      expect(migrateSqlite(conn, "m", migrations)).toEqual(["selaras:0001_outbox_inbox", "0001_t"]);
+      expect(migrateSqlite(conn, "m", migrations)).toEqual(["selaras:0001_outbox_inbox", "selaras:0002_outbox_seq", "0001_t"]);
       expect(migrateSqlite(conn, "m", migrations)).toEqual([]);
       expect(() => migrateSqlite(conn, "m", [{ id: "0001_t", sql: "CREATE TABLE t (x)" }])).toThrow(MigrationError);
       expect(() => migrateSqlite(conn, "m", [])).toThrow(/does not know/);

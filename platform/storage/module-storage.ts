@@ -191,8 +191,13 @@ export class SqliteModuleStorage implements PlatformStorage {
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
-  /** Highest outbox seq the relay published (every row up to it is on the bus); 0: none yet this run. */
-  #publishedUpTo = 0;
+  /**
+   * Highest outbox seq the relay published (every row up to it is on the bus). Undefined until
+   * first needed, then found in the table (`#publishedPrefix`).
+   */
+  #published: number | undefined;
+  /** Highest seq whose mark is committed to the table: the lower bound of the next mark's UPDATE. */
+  #markedInTable = 0;
   /** Marks not yet written, oldest first (seq, published_at): they ride on the next commit (`#flush`), or a commit of their own after MARK_DELAY_MS. */
   #marks: Array<[seq: number, at: number]> = [];
   #markTimer: ReturnType<typeof setTimeout> | undefined;
@@ -224,7 +229,8 @@ export class SqliteModuleStorage implements PlatformStorage {
       readUnpublished: conn.prepare(
         "SELECT seq, event_id, aggregate_id, type, payload, headers, created_at FROM selaras_outbox WHERE published_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
       ),
-      markPublished: conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE published_at IS NULL AND seq <= ?"),
+      // A range of the primary key: the outbox has no index on published_at (migration 0002).
+      markPublished: conn.prepare("UPDATE selaras_outbox SET published_at = ? WHERE seq > ? AND seq <= ? AND published_at IS NULL"),
     };
   }
 
@@ -351,6 +357,37 @@ export class SqliteModuleStorage implements PlatformStorage {
     return this.stmts.readUnpublished.all<OutboxRow>(this.#publishedUpTo, limit);
   }
 
+  /** See `#published`. */
+  get #publishedUpTo(): number {
+    if (this.#published === undefined) this.#published = this.#markedInTable = this.#publishedPrefix();
+    return this.#published;
+  }
+
+  /** The last seq of the table's published rows: they are a prefix of seq (the relay marks in order). */
+  #publishedPrefix(): number {
+    return this.#firstSeqWhere((publishedAt) => publishedAt === null) - 1;
+  }
+
+  /**
+   * The first outbox seq whose `published_at` satisfies `stop` (MAX(seq) + 1 if none does), for a
+   * `stop` that, going up the seqs, once true stays true: published rows are a prefix of seq and
+   * their published_at rises with it. A binary search by primary key: O(log n) lookups, and no
+   * index on published_at to maintain on every write.
+   */
+  #firstSeqWhere(stop: (publishedAt: number | null) => boolean): number {
+    const first = this.conn.prepare("SELECT seq, published_at FROM selaras_outbox WHERE seq >= ? ORDER BY seq LIMIT 1");
+    let lo = this.conn.prepare("SELECT MIN(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 1;
+    let hi = (this.conn.prepare("SELECT MAX(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0) + 1;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const row = first.get<{ seq: number; published_at: number | null }>(mid);
+      if (!row || row.seq >= hi) hi = mid;
+      else if (!stop(row.published_at)) lo = row.seq + 1;
+      else hi = row.seq;
+    }
+    return lo;
+  }
+
   /**
    * Marks every row up to `maxSeq` as published (the relay publishes strictly in order), then
    * reads up to `next` more. The mark holds at once for this process; it is written with the next
@@ -361,7 +398,7 @@ export class SqliteModuleStorage implements PlatformStorage {
    */
   async markPublished(maxSeq: number, at: number, next = 0): Promise<OutboxRow[]> {
     if (maxSeq > this.#publishedUpTo) {
-      this.#publishedUpTo = maxSeq;
+      this.#published = maxSeq;
       this.#marks.push([maxSeq, at]);
       this.#markTimer ??= setTimeout(() => {
         this.#markTimer = undefined;
@@ -380,7 +417,11 @@ export class SqliteModuleStorage implements PlatformStorage {
     const marks = this.#marks.length;
     if (marks === 0) return 0;
     try {
-      for (const [seq, at] of this.#marks) this.stmts.markPublished.run(at, seq);
+      let after = this.#markedInTable;
+      for (const [seq, at] of this.#marks) {
+        this.stmts.markPublished.run(at, after, seq);
+        after = seq;
+      }
       return marks;
     } catch {
       return 0;
@@ -389,6 +430,7 @@ export class SqliteModuleStorage implements PlatformStorage {
 
   /** The first `n` pending marks are committed. */
   #marksWritten(n: number): void {
+    if (n > 0) this.#markedInTable = this.#marks[n - 1]![0];
     this.#marks.splice(0, n);
     if (this.#marks.length > 0) return;
     clearTimeout(this.#markTimer);
@@ -416,22 +458,13 @@ export class SqliteModuleStorage implements PlatformStorage {
   }
 
   /**
-   * The first outbox seq to keep. Published rows are a prefix of seq and their published_at rises
-   * with seq (the relay publishes in order), so a binary search by primary key finds the cut in
-   * O(log n) lookups — no time index to maintain on every write.
+   * The first outbox seq to keep: the first row not published before `before`, and never past the
+   * newest row. Seq has no AUTOINCREMENT (migration 0002): SQLite gives a new row MAX(seq) + 1, so
+   * the newest row stays and seqs never go back under the relay's position.
    */
   #outboxCut(before: number): number {
-    const first = this.conn.prepare("SELECT seq, published_at FROM selaras_outbox WHERE seq >= ? ORDER BY seq LIMIT 1");
-    let lo = this.conn.prepare("SELECT MIN(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0;
-    let hi = (this.conn.prepare("SELECT MAX(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0) + 1;
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const row = first.get<{ seq: number; published_at: number | null }>(mid);
-      if (!row || row.seq >= hi) hi = mid;
-      else if (row.published_at !== null && row.published_at < before) lo = row.seq + 1;
-      else hi = row.seq;
-    }
-    return lo;
+    const newest = this.conn.prepare("SELECT MAX(seq) AS s FROM selaras_outbox").get<{ s: number | null }>()?.s ?? 0;
+    return Math.min(newest, this.#firstSeqWhere((publishedAt) => publishedAt === null || publishedAt >= before));
   }
 
   /** Backlog size and the creation time of the oldest unpublished row. */
