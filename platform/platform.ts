@@ -404,7 +404,6 @@ export async function createPlatform(opts: PlatformOptions): Promise<Platform> {
   };
 }
 
-/** Routes as registered, once each, without middleware (`ALL`). */
 /**
  * Each subscription's linger: `bus.lingerMs.<module>.<name>` over the subscription's own. A name
  * there that the module does not subscribe under is refused, naming the module's subscriptions.
@@ -417,6 +416,7 @@ function lingersOf(config: PlatformConfig, module: string, specs: readonly Subsc
   return new Map(specs.map((s) => [s.name, set[s.name] ?? s.lingerMs]));
 }
 
+/** Routes as registered, once each, without middleware (`ALL`). */
 function uniqueRoutes(routes: ReadonlyArray<{ method: string; path: string }>): Array<{ method: string; path: string }> {
   const seen = new Map<string, { method: string; path: string }>();
   for (const r of routes) if (r.method !== "ALL") seen.set(`${r.method} ${r.path}`, { method: r.method, path: r.path });

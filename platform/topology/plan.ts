@@ -49,16 +49,16 @@ export function planProcess(config: PlatformConfig, known: readonly ModuleManife
   const names = Object.keys(processes);
   const chosen = config.process;
   const knownNames = new Set(known.map((m) => m.name));
-  const unknownUrls = Object.keys(config.storage.postgres.moduleUrls)
+  const unknownModules = Object.keys(config.storage.postgres.moduleUrls)
     .filter((m) => !knownNames.has(m))
     .map((m) => `storage.postgres.moduleUrls.${m}: no such module in this binary (${list(knownNames)})`)
     .concat(Object.keys(config.bus.lingerMs).filter((m) => !knownNames.has(m)).map((m) => `bus.lingerMs.${m}: no such module in this binary (${list(knownNames)})`));
   if (names.length === 0) {
-    if (unknownUrls.length > 0) throw new TopologyError(unknownUrls);
+    if (unknownModules.length > 0) throw new TopologyError(unknownModules);
     if (chosen === undefined) return { process: undefined, modules: known, remotes: [], config };
     throw new TopologyError([`process "${chosen}" was chosen (--process or SELARAS_PROCESS), but the configuration describes no topology.processes to run it from: give the topology file with --config FILE`]);
   }
-  const problems: string[] = [...unknownUrls];
+  const problems: string[] = [...unknownModules];
   if (chosen === undefined) problems.push(`the configuration describes a topology (processes ${list(names)}): choose the process to run with --process NAME`);
   else if (!Object.hasOwn(processes, chosen)) problems.push(`process "${chosen}" (--process) is not in topology.processes (${list(names)})`);
 
