@@ -50,8 +50,11 @@ export async function openSqlite(file: string, opts: SqliteOptions, logger?: Log
   const conn = isBun ? await openBun(file) : await openBetter(file);
   // temp_store = MEMORY keeps statement journals in memory: each body of a group commit runs in a
   // savepoint, whose journal otherwise spills past 64 KiB to a file in /var/tmp — under load
-  // ~7 MB/s of writes, more write calls than all the WAL files together.
-  conn.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;`);
+  // ~7 MB/s of writes, more write calls than all the WAL files together. busy_timeout comes first:
+  // switching to WAL reads the file, and another process's lock on it (a connection closing and
+  // checkpointing, a backup) must be waited out, not fail the start. better-sqlite3 waits 5 s by
+  // default; bun:sqlite does not wait at all.
+  conn.exec(`PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = ${opts.synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;`);
   const pages = Math.trunc(opts.walAutocheckpointPages ?? DEFAULT_AUTOCHECKPOINT_PAGES);
   // 0 never checkpoints, in either mode.
   if ((opts.checkpoint ?? "background") === "inline" || pages === 0) {

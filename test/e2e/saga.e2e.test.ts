@@ -344,9 +344,9 @@ async function rewindEmbeddedCursors(file: string): Promise<number> {
   const { Database } = (await import(specifier)) as typeof import("bun:sqlite");
   const db = new Database(file);
   try {
-    return db.prepare("UPDATE bus_cursors SET seq = 0").run().changes;
+    return db.run("UPDATE bus_cursors SET seq = 0").changes;
   } finally {
-    db.close();
+    db.close(true); // closed now, not once its statements are collected: the server opens the file next
   }
 }
 
