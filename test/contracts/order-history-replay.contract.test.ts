@@ -90,7 +90,7 @@ describe("order-history replay", () => {
     await t?.dispose();
   });
 
-  /** Places orders in two loops until stopped, or until `enough()` says so. */
+  /** Places orders in two loops until stopped, or until `enough(placed so far)` says so. */
   function orderTraffic(enough: (placed: number) => boolean = () => false) {
     let running = true;
     const placed: string[] = [];
