@@ -5,7 +5,12 @@
  * order, the saga's 202 → CONFIRMED p50/p99 and each saga consumer's commit → inbox p50/p99.
  * Shows how per-order cost falls as batching sets in (docs/benchmarks.md, runs Q). Linux only.
  *
+ * `--by-thread` splits "other threads" by thread name (JITWorker, HeapHelper, the checkpoint
+ * thread's "Worker", …); `--sys` adds each kind's kernel share ("… sys", already in its total);
+ * `--profile=DIR` has the server write a CPU profile of its main thread there (Bun's --cpu-prof).
+ *
  * @example bun bench/cpu-sweep.ts 100 300 1000 --set=threads.workers=[]
+ * @example bun bench/cpu-sweep.ts 1000 2500 --by-thread --sys
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { closedLoop, openLoop } from "./load.ts";
@@ -17,14 +22,20 @@ import { startSystem } from "./system.ts";
 const args = process.argv.slice(2);
 const rates = args.filter((a) => !a.startsWith("--")).map(Number);
 const sets = args.filter((a) => a.startsWith("--set=")).map((a) => a.slice("--set=".length));
-if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0)) {
-  console.error("usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…]  (rates in orders/s, e.g. 100 300 1000)");
+const byThread = args.includes("--by-thread");
+const sys = args.includes("--sys");
+const profileDir = args.find((a) => a.startsWith("--profile="))?.slice("--profile=".length);
+const unknown = args.filter((a) => a.startsWith("--") && !a.startsWith("--set=") && !a.startsWith("--profile=") && a !== "--by-thread" && a !== "--sys");
+if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0) || unknown.length > 0 || profileDir === "") {
+  console.error(
+    `${unknown.length > 0 ? `unknown option ${unknown.join(", ")}\n` : ""}usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…] [--by-thread] [--sys] [--profile=DIR]  (rates in orders/s, e.g. 100 300 1000)`,
+  );
   process.exit(2);
 }
 const SECONDS = 8;
 const MODULES = ["catalog", "customers", "orders", "payments", "inventory", "notifications", "analytics", "order-history"];
 
-/** CPU seconds so far per kind of thread of `pid`. */
+/** CPU seconds so far per kind of thread of `pid` (with `--sys`, also each kind's kernel part as "<kind> sys"). */
 function threadCpu(pid: number): Record<string, number> {
   const out: Record<string, number> = {};
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -32,8 +43,9 @@ function threadCpu(pid: number): Record<string, number> {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-      const kind = tid === String(pid) ? "main" : name.startsWith("selaras") ? "module threads" : "other threads";
+      const kind = tid === String(pid) ? "main" : name.startsWith("selaras") ? "module threads" : byThread ? name : "other threads";
       out[kind] = (out[kind] ?? 0) + (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks
+      if (sys) out[`${kind} sys`] = (out[`${kind} sys`] ?? 0) + Number(f[12]) / 100;
     } catch {
       // a thread that ended meanwhile
     }
@@ -41,7 +53,7 @@ function threadCpu(pid: number): Record<string, number> {
   return out;
 }
 
-const server = await startSystem("embedded", { root: process.cwd(), modules: MODULES, serverSets: sets });
+const server = await startSystem("embedded", { root: process.cwd(), modules: MODULES, serverSets: sets, profileDir });
 const pid = server.processes.all!.pid;
 try {
   const settled = settledOf(server);
@@ -60,8 +72,9 @@ try {
     const wall = (performance.now() - t0) / 1000;
     await until(server, "the step to settle", settled, 120_000, 20);
     const after = await server.scrape();
-    const cores = Object.fromEntries(Object.keys(cpu1).map((k) => [k, +((cpu1[k]! - (cpu0[k] ?? 0)) / wall).toFixed(2)]));
-    const total = Object.values(cores).reduce((a, b) => a + b, 0);
+    // Threads that used no measurable CPU (a pool thread that slept) are left out.
+    const cores = Object.fromEntries(Object.keys(cpu1).map((k) => [k, +((cpu1[k]! - (cpu0[k] ?? 0)) / wall).toFixed(2)] as const).filter(([k, v]) => v > 0 || k === "main"));
+    const total = Object.entries(cores).reduce((a, [k, v]) => (k.endsWith(" sys") ? a : a + v), 0);
     const saga = sagaFigures(r.placed!, await readOutcomes(server.urlOf("orders"), r.placed!.ids), startMs);
     const hop = (consumer: string) => {
       const h = histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer });
