@@ -199,7 +199,7 @@ const sqlite = z
       .enum(["background", "inline"])
       .default("background")
       .describe(
-        'Who checkpoints the WAL. "background": one worker thread per process, with its own connection to each file, runs PRAGMA wal_checkpoint(PASSIVE) once the WAL holds walAutocheckpointPages uncopied pages, so commits on the event loop do not; the main connection keeps wal_autocheckpoint at 10 × walAutocheckpointPages as a backstop, and goes back to walAutocheckpointPages if the thread fails (logged). "inline": the commit that crosses walAutocheckpointPages checkpoints, on the event loop (see docs/adr/0015-background-wal-checkpoints.md).',
+        'Who checkpoints the WAL. "background": one worker thread per process, with its own connection to each file, runs PRAGMA wal_checkpoint(PASSIVE) once the WAL holds walAutocheckpointPages uncopied pages, so commits on the event loop do not; the main connection keeps wal_autocheckpoint at 10 × walAutocheckpointPages as a backstop, and goes back to walAutocheckpointPages if the thread fails (logged). When commits go on during the thread\'s checkpoints (steady load), a busy file\'s WAL grows to that backstop before it starts over (ADR 0015). "inline": the commit that crosses walAutocheckpointPages checkpoints, on the event loop (see docs/adr/0015-background-wal-checkpoints.md).',
       ),
   })
   .prefault({})
