@@ -7,12 +7,15 @@
  *
  * `--by-thread` splits "other threads" by thread name (JITWorker, HeapHelper, the checkpoint
  * thread's "Worker", …); `--sys` adds each kind's kernel share ("… sys", already in its total);
- * `--profile=DIR` has the server write a CPU profile of its main thread there (Bun's --cpu-prof).
+ * `--profile=DIR` has the server write a CPU profile of its main thread there (Bun's --cpu-prof);
+ * `--root=DIR` runs the server of another checkout (its `main.ts`; `bench/ab.ts` uses it);
+ * `--json` prints one JSON object per rate instead of the line (`SweepStep`).
  *
  * @example bun bench/cpu-sweep.ts 100 300 1000 --set=threads.workers=[]
  * @example bun bench/cpu-sweep.ts 1000 2500 --by-thread --sys
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { closedLoop, openLoop } from "./load.ts";
 import { histogramFigures, settledOf, until } from "./metrics.ts";
 import { readOutcomes, sagaFigures } from "./saga.ts";
@@ -25,14 +28,32 @@ const sets = args.filter((a) => a.startsWith("--set=")).map((a) => a.slice("--se
 const byThread = args.includes("--by-thread");
 const sys = args.includes("--sys");
 const profileDir = args.find((a) => a.startsWith("--profile="))?.slice("--profile=".length);
-const unknown = args.filter((a) => a.startsWith("--") && !a.startsWith("--set=") && !a.startsWith("--profile=") && a !== "--by-thread" && a !== "--sys");
-if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0) || unknown.length > 0 || profileDir === "") {
+const root = args.find((a) => a.startsWith("--root="))?.slice("--root=".length) ?? process.cwd();
+const json = args.includes("--json");
+const unknown = args.filter((a) => a.startsWith("--") && !/^--(set|profile|root)=/.test(a) && !["--by-thread", "--sys", "--json"].includes(a));
+if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0) || unknown.length > 0 || profileDir === "" || !existsSync(join(root, "main.ts"))) {
   console.error(
-    `${unknown.length > 0 ? `unknown option ${unknown.join(", ")}\n` : ""}usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…] [--by-thread] [--sys] [--profile=DIR]  (rates in orders/s, e.g. 100 300 1000)`,
+    `${unknown.length > 0 ? `unknown option ${unknown.join(", ")}\n` : ""}${existsSync(join(root, "main.ts")) ? "" : `--root: no main.ts in ${root}\n`}` +
+      "usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…] [--by-thread] [--sys] [--profile=DIR] [--root=DIR] [--json]  (rates in orders/s, e.g. 100 300 1000)",
   );
   process.exit(2);
 }
 const SECONDS = 8;
+const SAGA_CONSUMERS = ["payments.saga", "inventory.saga", "orders.saga"];
+
+/** One rate's figures, as `--json` prints them (one object per line). */
+export interface SweepStep {
+  rate: number;
+  accepted: number;
+  /** Cores by kind of thread ("main", "module threads", "other threads", …; `--sys` adds "<kind> sys", already counted in its kind). */
+  cores: Record<string, number>;
+  totalCores: number;
+  cpuPerOrderUs: number;
+  /** 202 → CONFIRMED; null when no order was confirmed. */
+  saga: { orders: number; confirmed: number; p50Ms: number | null; p99Ms: number | null };
+  /** Each saga consumer's relay commit → consumer commit. */
+  hops: Record<string, { p50Ms: number | null; p99Ms: number | null }>;
+}
 const MODULES = ["catalog", "customers", "orders", "payments", "inventory", "notifications", "analytics", "order-history"];
 
 /** CPU seconds so far per kind of thread of `pid` (with `--sys`, also each kind's kernel part as "<kind> sys"). */
@@ -53,7 +74,7 @@ function threadCpu(pid: number): Record<string, number> {
   return out;
 }
 
-const server = await startSystem("embedded", { root: process.cwd(), modules: MODULES, serverSets: sets, profileDir });
+const server = await startSystem("embedded", { root, modules: MODULES, serverSets: sets, profileDir });
 const pid = server.processes.all!.pid;
 try {
   const settled = settledOf(server);
@@ -73,17 +94,32 @@ try {
     await until(server, "the step to settle", settled, 120_000, 20);
     const after = await server.scrape();
     // Threads that used no measurable CPU (a pool thread that slept) are left out.
-    const cores = Object.fromEntries(Object.keys(cpu1).map((k) => [k, +((cpu1[k]! - (cpu0[k] ?? 0)) / wall).toFixed(2)] as const).filter(([k, v]) => v > 0 || k === "main"));
-    const total = Object.entries(cores).reduce((a, [k, v]) => (k.endsWith(" sys") ? a : a + v), 0);
+    const used = Object.keys(cpu1).map((k) => [k, (cpu1[k]! - (cpu0[k] ?? 0)) / wall] as const);
+    // The total from the unrounded figures: summing the rounded ones would step CPU per order by ~10 µs at 1,000/s.
+    const total = used.reduce((a, [k, v]) => (k.endsWith(" sys") ? a : a + v), 0);
+    const cores = Object.fromEntries(used.map(([k, v]) => [k, +v.toFixed(2)] as const).filter(([k, v]) => v > 0 || k === "main"));
     const saga = sagaFigures(r.placed!, await readOutcomes(server.urlOf("orders"), r.placed!.ids), startMs);
-    const hop = (consumer: string) => {
-      const h = histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer });
-      return `${consumer} ${h.p50Ms}/${h.p99Ms} ms`;
-    };
-    console.log(
-      `${rate} orders/s: ${total.toFixed(2)} cores ${JSON.stringify(cores)}, ${((total * 1e6) / (r.accepted / wall)).toFixed(0)} µs CPU per order; ` +
-        `saga p50/p99 ${saga.placedToConfirmed.p50Ms}/${saga.placedToConfirmed.p99Ms} ms; ${["payments.saga", "inventory.saga", "orders.saga"].map(hop).join(", ")}`,
+    const hops = Object.fromEntries(
+      SAGA_CONSUMERS.map((consumer) => {
+        const h = histogramFigures(before, after, "selaras_consumer_lag_seconds", { consumer });
+        return [consumer, { p50Ms: h.p50Ms, p99Ms: h.p99Ms }];
+      }),
     );
+    const step: SweepStep = {
+      rate,
+      accepted: r.accepted,
+      cores,
+      totalCores: +total.toFixed(2),
+      cpuPerOrderUs: Math.round((total * 1e6) / (r.accepted / wall)),
+      saga: { orders: saga.orders, confirmed: saga.confirmed, p50Ms: saga.placedToConfirmed.p50Ms, p99Ms: saga.placedToConfirmed.p99Ms },
+      hops,
+    };
+    if (json) console.log(JSON.stringify(step));
+    else
+      console.log(
+        `${rate} orders/s: ${total.toFixed(2)} cores ${JSON.stringify(cores)}, ${step.cpuPerOrderUs} µs CPU per order; ` +
+          `saga p50/p99 ${step.saga.p50Ms}/${step.saga.p99Ms} ms; ${SAGA_CONSUMERS.map((c) => `${c} ${hops[c]!.p50Ms}/${hops[c]!.p99Ms} ms`).join(", ")}`,
+      );
   }
 } finally {
   await server.stop();
