@@ -67,6 +67,7 @@ export const FIGURES: ReadonlyArray<{ label: string; of: (s: SweepStep) => numbe
   { label: "server cores", of: (s) => s.totalCores },
   { label: "main thread cores", of: (s) => s.cores.main },
   { label: "module threads cores", of: (s) => s.cores["module threads"] },
+  { label: "other threads cores (JIT, GC, checkpoints)", of: (s) => s.cores["other threads"] },
   { label: "saga 202 → CONFIRMED p50, ms", of: (s) => s.saga.p50Ms },
   { label: "saga 202 → CONFIRMED p99, ms", of: (s) => s.saga.p99Ms },
 ];
