@@ -174,10 +174,13 @@ function checkout(ref: string | undefined, log: (msg: string) => void): { root: 
   return { root, label: `${ref} (${sha.slice(0, 9)})`, remove: () => git(["worktree", "remove", "--force", root]) };
 }
 
+/** The cpu-sweep running now, to stop on Ctrl-C. */
+let running: ReturnType<typeof Bun.spawn> | undefined;
+
 /** Runs cpu-sweep once for a variant and returns its steps; fails with its output when it fails. */
 async function sweep(root: string, v: Variant, rates: readonly number[]): Promise<SweepStep[]> {
   const args = ["bench/cpu-sweep.ts", ...rates.map(String), "--json", `--root=${root}`, ...v.sets.map((s) => `--set=${s}`)];
-  const proc = Bun.spawn([process.execPath, ...args], { cwd: process.cwd(), env: { ...process.env, ...v.env }, stdout: "pipe", stderr: "pipe" });
+  const proc = (running = Bun.spawn([process.execPath, ...args], { cwd: process.cwd(), env: { ...process.env, ...v.env }, stdout: "pipe", stderr: "pipe" }));
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   const steps = out
     .split("\n")
@@ -247,6 +250,16 @@ async function main(): Promise<number> {
     if (!(err instanceof UsageError)) throw err;
     console.error(err.message);
     return 2;
+  }
+  // Ctrl-C or a kill: the running cpu-sweep is told too (it stops its server and removes its data
+  // dir), then the worktrees go.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, async () => {
+      running?.kill(signal);
+      await Promise.race([running?.exited, new Promise((r) => setTimeout(r, 10_000))]);
+      removeAll();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
   }
   const describe = (v: Variant) => [roots.get(v.name)!.label, ...v.sets.map((s) => `--set ${s}`), ...Object.entries(v.env).map(([k, x]) => `${k}=${x}`)].join(", ");
   log(`A: ${describe(opts.a)}`);
