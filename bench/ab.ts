@@ -4,7 +4,7 @@
  * rate each figure's median and range for A and for B, B's median over A's, and whether the two
  * ranges are apart. On the shared 2-core machine CPU per order at a fixed rate varies a few per
  * cent from run to run, confirmed orders/s at saturation ±20 %: this shows changes the full bench
- * cannot (docs/benchmarks.md, "Comparing two variants").
+ * cannot (docs/benchmarks.md, "Reading the figures on a 2-core machine").
  *
  * A variant is a checkout — this one, or with `--a-ref` / `--b-ref` that commit, checked out in
  * a worktree under .tmp/ab/ that shares this checkout's node_modules and is removed at the end —
@@ -41,6 +41,7 @@ export interface AbRun {
 }
 
 export interface Spread {
+  /** Nearest rank: of an even count, the lower of the middle two. */
   readonly median: number;
   readonly min: number;
   readonly max: number;
