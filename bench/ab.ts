@@ -242,7 +242,7 @@ async function main(): Promise<number> {
   const roots = new Map<VariantName, ReturnType<typeof checkout>>();
   // Two refs naming one commit share one worktree: remove each worktree once.
   const removeAll = () => {
-    for (const root of new Set([...roots.values()].map((c) => c.root))) [...roots.values()].find((c) => c.root === root)!.remove();
+    for (const c of new Map([...roots.values()].map((c) => [c.root, c])).values()) c.remove();
   };
   try {
     for (const v of [opts.a, opts.b]) roots.set(v.name, checkout(v.ref, log));

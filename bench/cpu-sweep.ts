@@ -16,28 +16,42 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { closedLoop, openLoop } from "./load.ts";
 import { histogramFigures, settledOf, until } from "./metrics.ts";
 import { readOutcomes, sagaFigures } from "./saga.ts";
 import { seed } from "./seed.ts";
 import { startSystem } from "./system.ts";
 
-const args = process.argv.slice(2);
-const rates = args.filter((a) => !a.startsWith("--")).map(Number);
-const sets = args.filter((a) => a.startsWith("--set=")).map((a) => a.slice("--set=".length));
-const byThread = args.includes("--by-thread");
-const sys = args.includes("--sys");
-const profileDir = args.find((a) => a.startsWith("--profile="))?.slice("--profile=".length);
-const root = args.find((a) => a.startsWith("--root="))?.slice("--root=".length) ?? process.cwd();
-const json = args.includes("--json");
-const unknown = args.filter((a) => a.startsWith("--") && !/^--(set|profile|root)=/.test(a) && !["--by-thread", "--sys", "--json"].includes(a));
-if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0) || unknown.length > 0 || profileDir === "" || !existsSync(join(root, "main.ts"))) {
-  console.error(
-    `${unknown.length > 0 ? `unknown option ${unknown.join(", ")}\n` : ""}${existsSync(join(root, "main.ts")) ? "" : `--root: no main.ts in ${root}\n`}` +
-      "usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…] [--by-thread] [--sys] [--profile=DIR] [--root=DIR] [--json]  (rates in orders/s, e.g. 100 300 1000)",
-  );
-  process.exit(2);
+const USAGE =
+  "usage: bun bench/cpu-sweep.ts RATE [RATE…] [--set=KEY=VALUE…] [--by-thread] [--sys] [--profile=DIR] [--root=DIR] [--json]  (rates in orders/s, e.g. 100 300 1000)";
+/** The parsed command line; exits with code 2 and the usage on anything it cannot take. */
+function parseCommandLine() {
+  try {
+    const { values, positionals } = parseArgs({
+      args: process.argv.slice(2),
+      strict: true,
+      allowPositionals: true,
+      options: {
+        set: { type: "string", multiple: true, default: [] },
+        "by-thread": { type: "boolean", default: false },
+        sys: { type: "boolean", default: false },
+        profile: { type: "string" },
+        root: { type: "string", default: process.cwd() },
+        json: { type: "boolean", default: false },
+      },
+    });
+    const rates = positionals.map(Number);
+    if (rates.length === 0 || rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error("expected one or more rates > 0");
+    if (values.profile === "") throw new Error("--profile: expected a directory");
+    if (!existsSync(join(values.root, "main.ts"))) throw new Error(`--root: no main.ts in ${values.root}`);
+    return { rates, sets: values.set, byThread: values["by-thread"], sys: values.sys, profileDir: values.profile, root: values.root, json: values.json };
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
 }
+const { rates, sets, byThread, sys, profileDir, root, json } = parseCommandLine();
 const SECONDS = 8;
 const SAGA_CONSUMERS = ["payments.saga", "inventory.saga", "orders.saga"];
 
