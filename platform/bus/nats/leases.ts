@@ -53,15 +53,17 @@ export class PartitionLeases {
   }
 
   /**
-   * Waits until `key` is free (and `when` allows) and takes it; resolves undefined when `signal`
-   * aborts first. Polls every TTL/5 while another instance holds it (at most a TTL after that
-   * holder died, at once after it released).
+   * Waits until `key` is free (and `gate` lets this claim in) and takes it; resolves undefined
+   * when `signal` aborts first. Polls every TTL/5 while another instance holds it (at most a TTL
+   * after that holder died, at once after it released). `gate.enter` is asked before each claim
+   * and `gate.leave` called once that claim is decided, so a caller claiming several keys at once
+   * can count the claims in flight (`enter` false: not now, ask again after the next poll).
    */
-  async acquire(key: string, signal: AbortSignal, when: () => boolean = () => true): Promise<Lease | undefined> {
+  async acquire(key: string, signal: AbortSignal, gate: LeaseGate = OPEN): Promise<Lease | undefined> {
     const { ttlMs, owner, logger } = this.opts;
     let waiting = false;
     while (!signal.aborted) {
-      if (!when()) {
+      if (!gate.enter()) {
         await sleep(Math.max(50, ttlMs / 5), signal);
         continue;
       }
@@ -73,6 +75,8 @@ export class PartitionLeases {
         if (!isTaken(err)) logger.warn("could not claim a partition lease; retrying", { key, err });
         else if (!waiting) logger.debug("partition lease held by another instance; standing by", { key });
         waiting = true;
+      } finally {
+        gate.leave();
       }
       await sleep(Math.max(50, ttlMs / 5), signal);
     }
@@ -178,6 +182,14 @@ export class PartitionLeases {
     return lease;
   }
 }
+
+/** Lets a claim of `PartitionLeases.acquire` in, or not yet; `leave` follows each `enter` that returned true. */
+export interface LeaseGate {
+  enter(): boolean;
+  leave(): void;
+}
+
+const OPEN: LeaseGate = { enter: () => true, leave: () => {} };
 
 /**
  * Member keys `members.<group>.<owner>` and pause keys `pause.<group>`; lease keys never start

@@ -4,7 +4,9 @@ import { deleteStreams, randomPrefix, SHARED_NATS } from "../../../test/support/
 import { waitFor } from "../../../test/support/platform.ts";
 import { busConformance, byAggregate, CONFORMANCE, E, envelope, OTHER, record } from "../bus.conformance.ts";
 import type { Delivery, EventEnvelope } from "../types.ts";
+import { Kvm } from "@nats-io/kv";
 import { openNatsBus, type NatsBusOptions } from "./index.ts";
+import { consumerToken, leaseBucket, partitionOf } from "./names.ts";
 
 const logger = createLogger({ level: process.env.SELARAS_TEST_LOGS === "1" ? "debug" : "error", sink: process.env.SELARAS_TEST_LOGS === "1" ? (l) => process.stderr.write(l + "\n") : () => {} });
 
@@ -162,6 +164,37 @@ describe("NATS JetStream bus", () => {
         await standby?.close();
         finish(); // lets the dead reader's stop() return
         await dying.close().catch(() => {});
+      }
+    }));
+
+  it("takes only its share of free partitions when it joins a group with another live member, rather than all of them and handing some back", () =>
+    withPrefix(async (prefix) => {
+      const opts = natsOptions(prefix, { partitions: 2, leaseSeconds: 30 });
+      const joining = await openNatsBus(opts);
+      const hung: Array<() => void> = [];
+      try {
+        // Another member of the group, announced and holding no partition (as one that has just
+        // started, or died after releasing its leases, is until its announcement expires).
+        const kv = await new Kvm(joining.js).create(leaseBucket(prefix), { history: 1, ttl: 30_000 });
+        await kv.put(`members.${consumerToken("history.projection")}.other`, "");
+        const [onZero, onOne] = [0, 1].map((p) => Array.from({ length: 50 }, (_, i) => `agg-${i}`).find((a) => partitionOf(a, 2) === p)!);
+        await joining.publish([envelope(onZero!), envelope(onOne!)]);
+        const entered: string[] = [];
+        // Batches that never finish: a partition taken by mistake could not be handed back.
+        joining.subscribe({
+          consumer: "history.projection",
+          types: [E],
+          handle: (batch) => {
+            entered.push(...batch.map((d) => d.envelope.aggregateId));
+            return new Promise((resolve) => hung.push(() => resolve(batch.map(() => ({ ok: true as const })))));
+          },
+        });
+        await waitFor(() => entered.length > 0, { what: "the joining instance reading a batch" });
+        expect(joining.partitionsHeld("history.projection")).toBe(1);
+        expect(entered).toHaveLength(1);
+      } finally {
+        hung.forEach((h) => h());
+        await joining.close();
       }
     }));
 

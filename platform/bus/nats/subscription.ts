@@ -64,6 +64,14 @@ export class NatsSubscription {
   readonly #yielding = new Set<Source>();
   /** Live instances of this subscription (their own count included), from the lease bucket. */
   #members = 1;
+  /**
+   * Resolves once the first listing of members is in (or the subscription stops): partition
+   * readers wait for it, so an instance joining others does not take every partition on a guess
+   * of one member and hand the excess back a moment later — each handed-back partition would
+   * deliver its unacked events again.
+   */
+  readonly #membersKnown: Promise<void>;
+  #knowMembers = () => {};
   /** Held while this instance pauses the subscription for every instance (`pause`). */
   #pauseLease: Lease | undefined;
   /** Another instance pauses the subscription: this one reads no partition meanwhile. */
@@ -82,6 +90,8 @@ export class NatsSubscription {
       return `${pkg}.${name}`;
     }));
     this.#ready = new Promise((r) => (this.#setReady = r));
+    this.#membersKnown = new Promise((r) => (this.#knowMembers = r));
+    this.#stopping.signal.addEventListener("abort", () => this.#knowMembers(), { once: true });
     const { prefix, partitions } = bus.opts;
     const durable = consumerToken(this.consumer);
     this.#sources = [];
@@ -230,10 +240,11 @@ export class NatsSubscription {
    */
   async #consumeLeased(source: Source): Promise<void> {
     const key = `${source.durable}.${source.stream}`;
+    await this.#membersKnown;
     for (let failures = 0; this.#running; ) {
       let lease: Lease | undefined;
       try {
-        lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, () => this.#held.size < this.#fairShare);
+        lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, this.#shareGate);
         if (!lease) return;
         this.#held.add(source);
         const reset = await resetToAckFloor(this.bus.jsm, source.stream, source.durable, source.filter, this.bus.consumerSettings("partition"));
@@ -252,6 +263,22 @@ export class NatsSubscription {
       }
     }
   }
+
+  /**
+   * Lets a partition reader claim its lease while the partitions held and being claimed stay
+   * under the fair share: the readers claim concurrently, and counting only those held would let
+   * each of them in at once. (Between a claim's `leave` and its reader's `#held.add` lie only
+   * microtasks, and a reader asks again only after a timer, so no claim slips in between.)
+   */
+  readonly #shareGate = {
+    enter: (): boolean => {
+      if (this.#held.size + this.#claiming >= this.#fairShare) return false;
+      this.#claiming++;
+      return true;
+    },
+    leave: (): void => void this.#claiming--,
+  };
+  #claiming = 0;
 
   /** Partitions per instance: the event streams spread over the live instances, rounded up. */
   get #fairShare(): number {
@@ -281,6 +308,7 @@ export class NatsSubscription {
           const { members, pausedBy } = await (await this.bus.leases()).view(group);
           this.#members = members;
           this.#pausedElsewhere = pausedBy !== undefined && pausedBy !== this.bus.owner;
+          this.#knowMembers();
           let excess = this.#held.size - this.#yielding.size - this.#fairShare;
           for (const source of this.#held) {
             if (excess <= 0) break;
