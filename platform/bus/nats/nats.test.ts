@@ -1,10 +1,10 @@
+import { Kvm } from "@nats-io/kv";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../observability/logger.ts";
 import { deleteStreams, randomPrefix, SHARED_NATS } from "../../../test/support/nats-server.ts";
 import { waitFor } from "../../../test/support/platform.ts";
 import { busConformance, byAggregate, CONFORMANCE, E, envelope, OTHER, record } from "../bus.conformance.ts";
 import type { Delivery, EventEnvelope } from "../types.ts";
-import { Kvm } from "@nats-io/kv";
 import { openNatsBus, type NatsBusOptions } from "./index.ts";
 import { consumerToken, leaseBucket, partitionOf } from "./names.ts";
 
@@ -173,12 +173,12 @@ describe("NATS JetStream bus", () => {
       const joining = await openNatsBus(opts);
       const hung: Array<() => void> = [];
       try {
-        // Another member of the group, announced and holding no partition (as one that has just
-        // started, or died after releasing its leases, is until its announcement expires).
+        // Another member of the group, announced but holding no partition: one that has just
+        // started, or one that died, until its announcement expires.
         const kv = await new Kvm(joining.js).create(leaseBucket(prefix), { history: 1, ttl: 30_000 });
         await kv.put(`members.${consumerToken("history.projection")}.other`, "");
-        const [onZero, onOne] = [0, 1].map((p) => Array.from({ length: 50 }, (_, i) => `agg-${i}`).find((a) => partitionOf(a, 2) === p)!);
-        await joining.publish([envelope(onZero!), envelope(onOne!)]);
+        const onPartition = (p: number) => Array.from({ length: 50 }, (_, i) => `agg-${i}`).find((a) => partitionOf(a, 2) === p)!;
+        await joining.publish([envelope(onPartition(0)), envelope(onPartition(1))]);
         const entered: string[] = [];
         // Batches that never finish: a partition taken by mistake could not be handed back.
         joining.subscribe({
