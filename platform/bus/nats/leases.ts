@@ -56,8 +56,9 @@ export class PartitionLeases {
    * Waits until `key` is free (and `gate` lets this claim in) and takes it; resolves undefined
    * when `signal` aborts first. Polls every TTL/5 while another instance holds it (at most a TTL
    * after that holder died, at once after it released). `gate.enter` is asked before each claim
-   * and `gate.leave` called once that claim is decided, so a caller claiming several keys at once
-   * can count the claims in flight (`enter` false: not now, ask again after the next poll).
+   * and `gate.leave(taken)` called as soon as that claim is decided, so a caller claiming several
+   * keys at once can count the claims in flight (`enter` false: not now, ask again after the next
+   * poll).
    */
   async acquire(key: string, signal: AbortSignal, gate: LeaseGate = OPEN): Promise<Lease | undefined> {
     const { ttlMs, owner, logger } = this.opts;
@@ -67,18 +68,21 @@ export class PartitionLeases {
         await sleep(Math.max(50, ttlMs / 5), signal);
         continue;
       }
+      let revision: number;
       try {
-        const revision = await this.kv.create(key, owner);
-        if (waiting) logger.info("took over a partition lease", { key, owner });
-        return this.#hold(key, revision);
+        revision = await this.kv.create(key, owner);
       } catch (err) {
+        gate.leave(false);
         if (!isTaken(err)) logger.warn("could not claim a partition lease; retrying", { key, err });
         else if (!waiting) logger.debug("partition lease held by another instance; standing by", { key });
         waiting = true;
-      } finally {
-        gate.leave();
+        await sleep(Math.max(50, ttlMs / 5), signal);
+        continue;
       }
-      await sleep(Math.max(50, ttlMs / 5), signal);
+      if (waiting) logger.info("took over a partition lease", { key, owner });
+      const lease = this.#hold(key, revision);
+      gate.leave(true);
+      return lease;
     }
     return undefined;
   }
@@ -183,10 +187,14 @@ export class PartitionLeases {
   }
 }
 
-/** Lets a claim of `PartitionLeases.acquire` in, or not yet; `leave` follows each `enter` that returned true. */
+/**
+ * Lets a claim of `PartitionLeases.acquire` in, or not yet. `leave` follows each `enter` that
+ * returned true, in the same turn as the claim's outcome (`taken`: the lease is now held), so the
+ * caller can count a taken claim as held with nothing running in between.
+ */
 export interface LeaseGate {
   enter(): boolean;
-  leave(): void;
+  leave(taken: boolean): void;
 }
 
 const OPEN: LeaseGate = { enter: () => true, leave: () => {} };

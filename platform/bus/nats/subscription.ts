@@ -3,7 +3,7 @@ import { failedDelivery, type BusPosition, type Delivery, type DeliveryResult, t
 import { resetToAckFloor } from "./admin.ts";
 import type { NatsBus } from "./bus.ts";
 import { envelopeOf, H } from "./envelope.ts";
-import { PartitionLeases, type Lease } from "./leases.ts";
+import { PartitionLeases, type Lease, type LeaseGate } from "./leases.ts";
 import { consumerToken, eventStream, redriveStream, redriveSubject, splitType } from "./names.ts";
 
 /** One durable consumer a subscription reads: a partition stream of a package, or its redrive subject. */
@@ -244,9 +244,8 @@ export class NatsSubscription {
     for (let failures = 0; this.#running; ) {
       let lease: Lease | undefined;
       try {
-        lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, this.#shareGate);
+        lease = await (await this.bus.leases()).acquire(key, this.#stopping.signal, this.#shareGate(source));
         if (!lease) return;
-        this.#held.add(source);
         const reset = await resetToAckFloor(this.bus.jsm, source.stream, source.durable, source.filter, this.bus.consumerSettings("partition"));
         if (reset) this.bus.opts.logger.info("partition taken over with events unacked by its previous reader: delivering them again from the ack floor", { consumer: this.consumer, stream: source.stream });
         await this.#readOwned(source, lease);
@@ -265,19 +264,23 @@ export class NatsSubscription {
   }
 
   /**
-   * Lets a partition reader claim its lease while the partitions held and being claimed stay
-   * under the fair share: the readers claim concurrently, and counting only those held would let
-   * each of them in at once. (Between a claim's `leave` and its reader's `#held.add` lie only
-   * microtasks, and a reader asks again only after a timer, so no claim slips in between.)
+   * Lets `source`'s reader claim its lease while the partitions held and being claimed stay under
+   * the fair share: the readers claim concurrently, and counting only those held would let each
+   * of them in at once. A taken claim becomes held in the same turn.
    */
-  readonly #shareGate = {
-    enter: (): boolean => {
-      if (this.#held.size + this.#claiming >= this.#fairShare) return false;
-      this.#claiming++;
-      return true;
-    },
-    leave: (): void => void this.#claiming--,
-  };
+  #shareGate(source: Source): LeaseGate {
+    return {
+      enter: () => {
+        if (this.#held.size + this.#claiming >= this.#fairShare) return false;
+        this.#claiming++;
+        return true;
+      },
+      leave: (taken) => {
+        this.#claiming--;
+        if (taken) this.#held.add(source);
+      },
+    };
+  }
   #claiming = 0;
 
   /** Partitions per instance: the event streams spread over the live instances, rounded up. */
