@@ -62,10 +62,11 @@ export class PartitionLeases {
    */
   async acquire(key: string, signal: AbortSignal, gate: LeaseGate = OPEN): Promise<Lease | undefined> {
     const { ttlMs, owner, logger } = this.opts;
+    const pollMs = Math.max(50, ttlMs / 5);
     let waiting = false;
     while (!signal.aborted) {
       if (!gate.enter()) {
-        await sleep(Math.max(50, ttlMs / 5), signal);
+        await sleep(pollMs, signal);
         continue;
       }
       let revision: number;
@@ -76,7 +77,7 @@ export class PartitionLeases {
         if (!isTaken(err)) logger.warn("could not claim a partition lease; retrying", { key, err });
         else if (!waiting) logger.debug("partition lease held by another instance; standing by", { key });
         waiting = true;
-        await sleep(Math.max(50, ttlMs / 5), signal);
+        await sleep(pollMs, signal);
         continue;
       }
       if (waiting) logger.info("took over a partition lease", { key, owner });
